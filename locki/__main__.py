@@ -1,0 +1,3 @@
+from locki.cli.main import main
+
+main()

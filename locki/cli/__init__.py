@@ -1,0 +1,1 @@
+"""Thin commands: each edits the desired state, then asks the reconciler to converge."""

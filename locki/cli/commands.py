@@ -1,0 +1,140 @@
+"""The commands. Each one edits desired state (or only reads), then converges.
+
+Exit codes: 0 ok; 1 an expected failure; 2 usage; 3 unexpected (traceback logged);
+4 the runtime could not be reached; 130 interrupted. `locki x` passes the command's
+own code through, 125 when locki failed before running it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from locki.cli import render
+from locki.cli.select import Chosen, choose, create
+from locki.core.errors import LockiError, RuntimeUnreachable
+from locki.reconciler.context import Context
+from locki.reconciler.converge import converge, preview
+from locki.reconciler.observe import observe
+from locki.resources import container, worktree
+from locki.resources.model import Health
+
+log = structlog.get_logger("locki.cli")
+
+LOGIN_SHELL = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash -l || exec sh -l"]
+FORWARDED_ENV = ("TERM", "COLORTERM", "LANG", "TERM_PROGRAM")
+
+
+async def cmd_new(ctx: Context, *, as_json: bool) -> int:
+    chosen = await create(ctx, Path.cwd())
+    await converge(ctx, scope=frozenset({chosen.sandbox_id}))
+    path = ctx.worktree(chosen.sandbox_id, chosen.spec)
+    if as_json:
+        print(json.dumps({"id": chosen.sandbox_id, "worktree": str(path),
+                          "branch": worktree.branch_name(chosen.sandbox_id)}))
+    else:
+        print(f"created sandbox {chosen.sandbox_id}\n  worktree: {path}\n"
+              f"  enter it: locki x -m {chosen.sandbox_id}")
+    return 0
+
+
+def _inside_cwd(cwd: Path, root: Path) -> Path:
+    """The same folder inside the container when `cwd` is in the worktree, else its root."""
+    try:
+        cwd.resolve().relative_to(root.resolve())
+    except ValueError:
+        return root
+    return cwd.resolve()
+
+
+async def prepare_exec(ctx: Context, *, match: str | None, new: bool,
+                       command: list[str]) -> list[str]:
+    """Choose and converge the sandbox; return the argv that runs `command` in it."""
+    cwd = Path.cwd()
+    chosen: Chosen = await choose(ctx, match=match, new=new, cwd=cwd)
+    sid = chosen.sandbox_id
+    if chosen.spec.state != "running":
+        with ctx.state.edit() as editor:
+            editor.set_state(sid, "running")
+    await converge(ctx, scope=frozenset({sid}))
+    root = ctx.worktree(sid, chosen.spec)
+    env = {"IS_SANDBOX": "1", "LOCKI_SANDBOX": sid}
+    env.update({k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)})
+    return container.exec_argv(
+        ctx.incus, container.container_name(sid), cwd=_inside_cwd(cwd, root),
+        command=command or LOGIN_SHELL, env=env,
+    )
+
+
+async def cmd_list(ctx: Context, *, as_json: bool) -> int:
+    desired = ctx.read_desired()
+    observed = await observe(ctx, desired)
+    rows: list[dict[str, Any]] = []
+    for sid, spec in sorted(desired.sandbox.items()):
+        wt = observed.worktrees.get(sid)
+        box = observed.containers.get(sid)
+        if not observed.runtime_known:
+            state = "unknown"
+        elif spec.state == "removed":
+            state = "removing"
+        else:
+            state = box.status if box else "missing"
+        rows.append({
+            "id": sid,
+            "repo": str(spec.repo),
+            "branch": wt.branch if wt and wt.health is Health.OK else None,
+            "worktree": str(ctx.worktree(sid, spec)),
+            "state": state,
+            "desired": spec.state,
+            "image": spec.image,
+        })
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        print(render.table(rows, ["id", "state", "branch", "worktree"]))
+    else:
+        print("No sandboxes yet: `locki x` in a repository creates one.", file=sys.stderr)
+    if not observed.runtime_known:
+        raise RuntimeUnreachable(
+            f"sandbox states are unknown: {observed.runtime_reason}",
+            hint="check the runtime with `incus info`",
+        )
+    return 0
+
+
+async def cmd_plan(ctx: Context, *, as_json: bool, detailed_exitcode: bool) -> int:
+    _, _, result = await preview(ctx)
+    print(render.plan_json(result) if as_json else render.plan_text(result))
+    if detailed_exitcode and result.changes:
+        return 2
+    return 0
+
+
+async def cmd_apply(ctx: Context, *, force: bool) -> int:
+    result = await converge(ctx, force=force)
+    print(result.summary().replace("Plan:", "Applied:") if result.changes
+          else result.summary())
+    return 0
+
+
+async def cmd_remove(ctx: Context, *, match: str | None, force: bool) -> int:
+    chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
+    sid, spec = chosen.sandbox_id, chosen.spec
+    path = ctx.worktree(sid, spec)
+    found = await worktree.observe(spec.repo, {sid: path}, check_dirty=frozenset({sid}))
+    obs = found[sid]
+    if obs.dirty and not force:
+        raise LockiError(
+            f"the worktree `{path}` of sandbox {sid} has uncommitted changes",
+            hint="commit or stash them, or pass --force to delete them with the sandbox",
+        )
+    with ctx.state.edit() as editor:
+        editor.set_state(sid, "removed")
+    await converge(ctx, scope=frozenset({sid}), force=force)
+    print(f"removed sandbox {sid} (its branches are kept)")
+    return 0

@@ -1,0 +1,215 @@
+"""The `locki` command line and its one error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import cyclopts
+from cyclopts import App, Parameter
+
+from locki import __version__
+from locki.cli import commands
+from locki.core import log as logging_setup
+from locki.core.errors import LockiError, UsageError
+from locki.core.paths import Paths
+from locki.reconciler import context
+
+EXEC_NAMES = ("exec", "x")
+# Options `locki x` reads before the command; everything from the first other word on
+# belongs to the command (so `locki x grep -n foo` never takes `-n` for itself).
+EXEC_VALUE_OPTIONS = {"-m", "--match", "--runtime"}
+EXEC_FLAG_OPTIONS = {"-n", "--new", "-v", "--verbose", "-h", "--help"}
+
+app = App(
+    name="locki",
+    help="AI-agent sandboxes: a git worktree and an Incus system container per agent.\n\n"
+    "Commands edit the desired state (~/.config/locki/sandboxes.toml) and converge it; "
+    "`locki plan` previews, `locki apply` converges.",
+    version=__version__,
+    result_action="return_value",
+    help_format="plaintext",
+    exit_on_error=False,
+    print_error=True,
+)
+
+
+class Globals:
+    runtime: str | None = None
+    exit_on_locki_error = 1
+
+
+def _paths() -> Paths:
+    return Paths.from_env()
+
+
+def _run(body: Callable[[context.Context], Awaitable[int]]) -> int:
+    ctx = context.build(_paths(), runtime_flag=Globals.runtime)
+    return anyio.run(body, ctx)
+
+
+MatchOpt = Annotated[str | None, Parameter(name=["--match", "-m"],
+                                            help="Sandbox id prefix, or part of its branch.")]
+JsonOpt = Annotated[bool, Parameter(name="--json", negative="", help="Print JSON.")]
+ForceOpt = Annotated[bool, Parameter(name=["--force", "-f"], negative="",
+                                     help="Allow actions that destroy uncommitted work.")]
+
+
+@app.command(name=list(EXEC_NAMES))
+def exec_(
+    *command: Annotated[str, Parameter(allow_leading_hyphen=True)],
+    match: MatchOpt = None,
+    new: Annotated[bool, Parameter(name=["--new", "-n"], negative="",
+                                   help="Run in a new sandbox of this repository.")] = False,
+) -> int:
+    """Run COMMAND in a sandbox (a login shell when none is given).
+
+    Inside a worktree folder its sandbox is used; in a repository with no sandbox one is
+    created. The command's exit code is passed through (125: locki failed first).
+    Options go before the command: `locki x -m feat -- pytest -x`.
+
+    Parameters
+    ----------
+    command
+        The command and its arguments, run in the worktree inside the container.
+    """
+    Globals.exit_on_locki_error = 125
+
+    async def body(ctx: context.Context) -> list[str]:
+        return await commands.prepare_exec(ctx, match=match, new=new, command=list(command))
+
+    ctx = context.build(_paths(), runtime_flag=Globals.runtime)
+    argv = anyio.run(body, ctx)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)
+
+
+@app.command
+def new(*, as_json: JsonOpt = False) -> int:
+    """Create a new sandbox of the repository you are in, on branch untitled#locki-<id>."""
+    return _run(lambda ctx: commands.cmd_new(ctx, as_json=as_json))
+
+
+@app.command(name=["list", "ls"])
+def list_(*, as_json: JsonOpt = False) -> int:
+    """List sandboxes with their state, live branch and worktree folder.
+
+    Exits 4 when the runtime cannot be reached (the states are then `unknown`).
+    """
+    return _run(lambda ctx: commands.cmd_list(ctx, as_json=as_json))
+
+
+@app.command
+def plan(
+    *,
+    as_json: JsonOpt = False,
+    detailed_exitcode: Annotated[bool, Parameter(negative="")] = False,
+) -> int:
+    """Show what `locki apply` would change, and why everything else stays.
+
+    Parameters
+    ----------
+    detailed_exitcode
+        Exit 0 when nothing would change, 2 when something would, 1 on any failure.
+    """
+    if detailed_exitcode:
+        Globals.exit_on_locki_error = 1
+    return _run(lambda ctx: commands.cmd_plan(ctx, as_json=as_json,
+                                              detailed_exitcode=detailed_exitcode))
+
+
+@app.command
+def apply(*, force: ForceOpt = False) -> int:
+    """Converge what exists to the desired state."""
+    return _run(lambda ctx: commands.cmd_apply(ctx, force=force))
+
+
+@app.command(name=["remove", "rm"])
+def remove(*, match: MatchOpt = None, force: ForceOpt = False) -> int:
+    """Remove a sandbox: its container, then its worktree. Branches are kept.
+
+    Refuses when the worktree has uncommitted changes, unless --force.
+    """
+    return _run(lambda ctx: commands.cmd_remove(ctx, match=match, force=force))
+
+
+@app.meta.default
+def launcher(
+    *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],
+    runtime: Annotated[str | None, Parameter(
+        help="Where sandboxes run: `lima` (default) or `incus` (this host's daemon). "
+        "Also LOCKI_RUNTIME or `runtime` in config.toml.")] = None,
+    verbose: Annotated[bool, Parameter(name=["--verbose", "-v"], negative="",
+                                       help="Show progress events.")] = False,
+) -> int:
+    Globals.runtime = runtime
+    logging_setup.configure(_paths().logs, verbose=verbose)
+    result = app(_exec_tokens(list(tokens)))
+    return result if isinstance(result, int) else 0
+
+
+def _exec_tokens(tokens: list[str]) -> list[str]:
+    """Insert `--` before the command of `locki x`, so its words are never locki's."""
+    if not tokens or tokens[0] not in EXEC_NAMES or "--" in tokens:
+        return tokens
+    i = 1
+    while i < len(tokens):
+        word = tokens[i]
+        if word in EXEC_VALUE_OPTIONS:
+            i += 2
+        elif word in EXEC_FLAG_OPTIONS or word.split("=", 1)[0] in EXEC_VALUE_OPTIONS:
+            i += 1
+        else:
+            break
+    return [*tokens[:i], "--", *tokens[i:]]
+
+
+def _crash_report(exc: BaseException) -> Path | None:
+    try:
+        logs = _paths().logs
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        path.write_text("".join(traceback.format_exception(exc)))
+        return path
+    except OSError:
+        return None
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run locki; every outcome becomes an exit code here and nowhere else."""
+    try:
+        result = app.meta(list(sys.argv[1:] if argv is None else argv))
+        return result if isinstance(result, int) else 0
+    except UsageError as exc:
+        _say(exc)
+        return exc.exit_code
+    except LockiError as exc:
+        _say(exc)
+        return exc.exit_code if exc.exit_code != 1 else Globals.exit_on_locki_error
+    except cyclopts.CycloptsError:
+        return 2  # cyclopts has printed the problem and the usage already
+    except KeyboardInterrupt:
+        print("locki: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        report = _crash_report(exc)
+        where = f"; details in {report}" if report else ""
+        print(f"locki: unexpected error: {exc!r}{where}", file=sys.stderr)
+        return 3
+
+
+def _say(exc: LockiError) -> None:
+    print(f"locki: error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,148 @@
+"""Choosing the sandbox a command acts on (shared by every such command).
+
+Inside a worktree folder: that sandbox. `-m`: an id prefix, else a branch substring.
+`-n`: a new one. Otherwise, in a repository: its only sandbox, a new one when it has
+none, and with several a picker on a TTY or an error naming the candidates.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from locki.core import git
+from locki.core.errors import LockiError
+from locki.core.ids import is_sandbox_id, new_id
+from locki.reconciler.context import Context
+from locki.reconciler.observe import observe
+from locki.resources.model import Health
+from locki.state.models import DEFAULT_IMAGE, DesiredState, RepoConfig, SandboxSpec, UserConfig
+from locki.state.store import load
+
+
+@dataclass(frozen=True)
+class Chosen:
+    sandbox_id: str
+    spec: SandboxSpec
+    created: bool = False
+
+
+def worktree_sandbox(ctx: Context, desired: DesiredState, cwd: Path) -> str | None:
+    """The sandbox whose worktree folder holds `cwd`, if any."""
+    try:
+        rel = cwd.resolve().relative_to(ctx.paths.worktrees.resolve())
+    except ValueError:
+        return None
+    if not rel.parts:
+        return None
+    folder = rel.parts[0]
+    _, sep, sid = folder.rpartition("-locki-")
+    if sep and is_sandbox_id(sid) and sid in desired.sandbox:
+        return sid
+    return None
+
+
+def resolve_image(repo: Path, config: UserConfig) -> str:
+    """LOCKI_IMAGE, then the repo's `incus_image`, then the user's default, then Fedora."""
+    from_env = os.environ.get("LOCKI_IMAGE")
+    if from_env:
+        return from_env
+    repo_config = load(repo / "locki.toml", RepoConfig)
+    return repo_config.incus_image or config.image or DEFAULT_IMAGE
+
+
+async def create(ctx: Context, cwd: Path) -> Chosen:
+    """Add a new sandbox of the repository holding `cwd` to the desired state."""
+    repo = await git.primary_repo(cwd)
+    base = await git.default_branch(repo)
+    spec = SandboxSpec(repo=repo, base=base, image=resolve_image(repo, ctx.config))
+    with ctx.state.edit() as editor:
+        sandbox_id = new_id()
+        while sandbox_id in editor.state.sandbox:
+            sandbox_id = new_id()
+        editor.add(sandbox_id, spec)
+    return Chosen(sandbox_id, spec, created=True)
+
+
+def _live(desired: DesiredState) -> dict[str, SandboxSpec]:
+    return {k: v for k, v in desired.sandbox.items() if v.state != "removed"}
+
+
+async def _by_branch(ctx: Context, desired: DesiredState, text: str,
+                     candidates: dict[str, SandboxSpec]) -> list[str]:
+    observed = await observe(ctx, DesiredState(sandbox=candidates),
+                             scope=frozenset(candidates))
+    return [
+        sid for sid, obs in observed.worktrees.items()
+        if obs.health is Health.OK and obs.branch and text in obs.branch
+    ]
+
+
+async def _current_repo(cwd: Path) -> Path | None:
+    try:
+        return await git.primary_repo(cwd)
+    except LockiError:
+        return None
+
+
+async def choose(
+    ctx: Context, *, match: str | None, new: bool, cwd: Path, allow_create: bool = True
+) -> Chosen:
+    desired = ctx.read_desired()
+    live = _live(desired)
+    if new:
+        return await create(ctx, cwd)
+    if match is None:
+        here = worktree_sandbox(ctx, desired, cwd)
+        if here is not None and here in live:
+            return Chosen(here, live[here])
+    if match is not None:
+        return await _match(ctx, desired, live, match, cwd)
+    repo = await _current_repo(cwd)
+    if repo is None:
+        raise LockiError(
+            f"`{cwd}` is not inside a git repository or a locki worktree",
+            hint="cd into a repository, or pick a sandbox with -m ID",
+        )
+    mine = {sid: s for sid, s in live.items() if s.repo == repo}
+    if not mine:
+        if not allow_create:
+            raise LockiError(f"`{repo}` has no sandbox", hint="create one with `locki new`")
+        chosen = await create(ctx, cwd)
+        print(f"locki: created sandbox {chosen.sandbox_id} for {repo}", file=sys.stderr)
+        return chosen
+    if len(mine) == 1:
+        sid, spec = next(iter(mine.items()))
+        return Chosen(sid, spec)
+    listing = ", ".join(sorted(mine))
+    raise LockiError(
+        f"`{repo}` has {len(mine)} sandboxes: {listing}",
+        hint="pick one with -m ID (an id prefix or part of its branch), or -n for a new one",
+    )
+
+
+async def _match(ctx: Context, desired: DesiredState, live: dict[str, SandboxSpec],
+                 text: str, cwd: Path) -> Chosen:
+    by_id = [sid for sid in live if sid.startswith(text)]
+    if len(by_id) == 1:
+        return Chosen(by_id[0], live[by_id[0]])
+    hits = by_id
+    if not hits:
+        repo = await _current_repo(cwd)
+        mine = {k: v for k, v in live.items() if v.repo == repo}
+        hits = await _by_branch(ctx, desired, text, mine) if mine else []
+        if not hits:
+            hits = await _by_branch(ctx, desired, text, live)
+    if len(hits) == 1:
+        return Chosen(hits[0], live[hits[0]])
+    if not hits:
+        raise LockiError(
+            f"no sandbox matches `{text}` (by id prefix or branch)",
+            hint="`locki list` shows the sandboxes and their branches",
+        )
+    raise LockiError(
+        f"`{text}` matches {len(hits)} sandboxes: {', '.join(sorted(hits))}",
+        hint="give more of the id or the branch name",
+    )

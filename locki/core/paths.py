@@ -1,0 +1,87 @@
+"""Where locki keeps things, honouring the XDG base-directory variables.
+
+The same layout is used on macOS and Linux (~/.config, ~/.local/share, ~/.local/state),
+because the worktrees root is mounted at its identical path into the VM and containers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from xdg_base_dirs import xdg_config_home, xdg_data_home, xdg_runtime_dir, xdg_state_home
+
+from locki.core.errors import LockiError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    data_dir: Path
+    state_dir: Path
+    runtime_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        xdg_runtime = xdg_runtime_dir()
+        if xdg_runtime is None:
+            runtime = Path(tempfile.gettempdir()) / f"locki-{os.getuid()}"
+        else:
+            runtime = xdg_runtime / "locki"
+        return cls(
+            config_dir=xdg_config_home() / "locki",
+            data_dir=xdg_data_home() / "locki",
+            state_dir=xdg_state_home() / "locki",
+            runtime_dir=runtime,
+        )
+
+    @property
+    def desired_state(self) -> Path:
+        return self.config_dir / "sandboxes.toml"
+
+    @property
+    def user_config(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def worktrees(self) -> Path:
+        return self.data_dir / "worktrees"
+
+    @property
+    def home(self) -> Path:
+        return self.data_dir / "home"
+
+    @property
+    def logs(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def installation_id_file(self) -> Path:
+        return self.data_dir / "installation-id"
+
+    def worktree_for(self, repo: Path, sandbox_id: str) -> Path:
+        return self.worktrees / f"{slug(repo.name)}-locki-{sandbox_id}"
+
+    def private_runtime_dir(self) -> Path:
+        """The runtime dir, created 0700 and refused if someone else owns it."""
+        path = self.runtime_dir
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise LockiError(
+                f"`{path}` is not private to this user (owner {st.st_uid}, "
+                f"mode {oct(st.st_mode & 0o777)})",
+                hint="set XDG_RUNTIME_DIR to a folder only you can write",
+            )
+        return path
+
+
+def slug(name: str) -> str:
+    """A folder-name-safe form of a repo name: `my repo,ü` -> `my-repo-`."""
+    cleaned = _UNSAFE.sub("-", name).strip(".-")
+    return cleaned[:40] or "repo"

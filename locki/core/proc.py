@@ -1,0 +1,76 @@
+"""The process runner: every child process locki starts for a result goes through here.
+
+It is the seam tests use to stand in for programs that cannot exist on a machine
+(`limactl`). Each run is logged as a debug event with its argv, exit code and duration.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import structlog
+
+from locki.core.errors import CommandFailed, LockiError
+
+log = structlog.get_logger("locki.proc")
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    check: bool = True,
+) -> Completed:
+    """Run `argv` to completion and return its decoded output."""
+    args = [str(a) for a in argv]
+    started = time.monotonic()
+    try:
+        proc = await anyio.run_process(
+            args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None, check=False
+        )
+    except FileNotFoundError as exc:
+        raise LockiError(
+            f"`{args[0]}` is not installed or not on PATH", hint="install it, then try again"
+        ) from exc
+    result = Completed(
+        argv=args,
+        returncode=proc.returncode,
+        stdout=proc.stdout.decode(errors="replace"),
+        stderr=proc.stderr.decode(errors="replace"),
+    )
+    log.debug(
+        "proc.run",
+        argv=args,
+        cwd=str(cwd) if cwd else None,
+        rc=result.returncode,
+        ms=round((time.monotonic() - started) * 1000),
+    )
+    if check and not result.ok:
+        raise CommandFailed(args, result.returncode, result.stderr)
+    return result
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without variables that would redirect git."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(extra or {})
+    return env

@@ -1,0 +1,132 @@
+"""Apply: run a plan's actions through the drivers, in order, retrying only the transient.
+
+The project comes first; then each sandbox's actions run in plan order (worktree before
+container), different sandboxes concurrently with a bound. A failing sandbox does not
+stop the others; all failures are reported together at the end.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import anyio
+import structlog
+
+from locki.core.errors import LockiError
+from locki.core.retry import retry_transient
+from locki.reconciler.context import Context
+from locki.reconciler.model import Action, Plan
+from locki.resources import container, project, worktree
+from locki.state.models import DesiredState
+
+log = structlog.get_logger("locki.reconciler.apply")
+CONCURRENCY = 4
+
+
+class ApplyFailed(LockiError):
+    def __init__(self, failures: list[tuple[Action, LockiError]]) -> None:
+        lines = [f"{action.address}: {error.message}" for action, error in failures]
+        super().__init__(
+            f"{len(failures)} action(s) failed:\n  " + "\n  ".join(lines),
+            hint=failures[0][1].hint or "fix the cause, then run `locki apply` again",
+        )
+        self.failures = failures
+
+
+def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
+          ) -> Callable[[], Awaitable[None]]:
+    sid = action.sandbox
+    spec = desired.sandbox.get(sid) if sid else None
+
+    async def run() -> None:
+        match action.op:
+            case "project.ensure":
+                await project.ensure(ctx.incus, ctx.project)
+            case "worktree.create":
+                assert sid and spec
+                await worktree.create(spec.repo, ctx.worktree(sid, spec), sid, spec.base)
+            case "worktree.remove":
+                assert sid and spec
+                await worktree.remove(spec.repo, ctx.worktree(sid, spec), sid, force=force)
+            case "container.create":
+                assert sid and spec
+                await container.create(ctx.incus, ctx.container_spec(sid, spec),
+                                       start=spec.state == "running")
+            case "container.replace":
+                assert sid and spec
+                await container.delete(ctx.incus, container.container_name(sid), sandbox_id=sid)
+                await container.create(ctx.incus, ctx.container_spec(sid, spec),
+                                       start=spec.state == "running")
+            case "container.device":
+                assert sid and spec
+                await container.ensure_device(ctx.incus, ctx.container_spec(sid, spec))
+            case "container.start":
+                assert sid
+                await container.ensure_running(ctx.incus, container.container_name(sid),
+                                               sandbox_id=sid)
+            case "container.stop":
+                assert sid
+                await container.ensure_stopped(ctx.incus, container.container_name(sid),
+                                               sandbox_id=sid)
+            case "container.delete":
+                assert sid
+                await container.delete(ctx.incus, container.container_name(sid), sandbox_id=sid)
+            case "state.forget":
+                assert sid
+                with ctx.state.edit() as editor:
+                    current = editor.state.sandbox.get(sid)
+                    # Only if still marked removed: someone may have revived it meanwhile.
+                    if current is not None and current.state == "removed":
+                        editor.forget(sid)
+                log.info("state.forgotten", sandbox=sid)
+            case other:
+                raise LockiError(f"unknown action `{other}` in the plan")
+
+    return run
+
+
+async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool = False) -> None:
+    blocked = [a for a in plan.destructive if not force]
+    if blocked:
+        listing = "\n  ".join(f"{a.address}: {a.reason}" for a in blocked)
+        raise LockiError(
+            f"the plan would destroy work:\n  {listing}",
+            hint="look at `locki plan`; rerun with --force if that is what you want",
+        )
+    failures: list[tuple[Action, LockiError]] = []
+
+    async def run_chain(actions: list[Action]) -> None:
+        for action in actions:
+            log.info("apply.start", address=action.address, op=action.op,
+                     action=action.kind.value, sandbox=action.sandbox)
+            try:
+                await retry_transient(_step(ctx, desired, action, force))
+            except LockiError as exc:
+                log.warning("apply.failed", address=action.address, error=exc.message)
+                failures.append((action, exc))
+                return  # later steps of this chain depend on this one
+
+    changes = list(plan.changes)
+    first = [a for a in changes if a.sandbox is None]
+    chains: dict[str, list[Action]] = defaultdict(list)
+    for action in changes:
+        if action.sandbox is not None:
+            chains[action.sandbox].append(action)
+
+    await run_chain(first)
+    if failures:
+        raise ApplyFailed(failures)
+    limiter = anyio.CapacityLimiter(CONCURRENCY)
+
+    async def bounded(actions: list[Action]) -> None:
+        async with limiter:
+            await run_chain(actions)
+
+    async with anyio.create_task_group() as tg:
+        for actions in chains.values():
+            tg.start_soon(bounded, actions)
+    if failures:
+        raise ApplyFailed(failures)
+    if plan.changes:
+        log.info("apply.done", changes=len(plan.changes))

@@ -1,0 +1,81 @@
+"""The planner's vocabulary: the observed world, and typed actions with addresses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+
+
+@dataclass(frozen=True)
+class Observed:
+    runtime: Health
+    runtime_reason: str
+    project: ProjectObs
+    containers: dict[str, ContainerObs] = field(default_factory=dict)
+    worktrees: dict[str, WorktreeObs] = field(default_factory=dict)
+
+    @property
+    def runtime_known(self) -> bool:
+        return self.runtime is Health.OK
+
+
+class Kind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NOOP = "noop"
+
+
+SYMBOL = {
+    Kind.CREATE: "+",
+    Kind.UPDATE: "~",
+    Kind.REPLACE: "-/+",
+    Kind.DELETE: "-",
+    Kind.NOOP: " ",
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    address: str
+    kind: Kind
+    op: str
+    reason: str
+    sandbox: str | None = None
+    destructive: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "action": self.kind.value,
+            "op": self.op,
+            "reason": self.reason,
+            "sandbox": self.sandbox,
+            "destructive": self.destructive,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+
+    @property
+    def changes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind is not Kind.NOOP)
+
+    @property
+    def destructive(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.destructive)
+
+    def summary(self) -> str:
+        counts = {k: sum(1 for a in self.changes if a.kind is k) for k in Kind}
+        if not self.changes:
+            return "No changes: what exists matches the desired state."
+        return (
+            f"Plan: {counts[Kind.CREATE]} to create, {counts[Kind.UPDATE]} to update, "
+            f"{counts[Kind.REPLACE]} to replace, {counts[Kind.DELETE]} to delete."
+        )

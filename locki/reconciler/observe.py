@@ -1,0 +1,74 @@
+"""Observation: what exists, in a handful of calls, reported rather than raised.
+
+One API call for the project, one listing of its instances, one `git worktree list`
+per repository. A runtime that does not answer makes the containers unknown (never
+"absent"), so the planner destroys nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import anyio
+import structlog
+
+from locki.core.errors import LockiError, RuntimeUnreachable
+from locki.reconciler.context import Context
+from locki.reconciler.model import Observed
+from locki.resources import container, project, worktree
+from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.state.models import DesiredState
+
+log = structlog.get_logger("locki.reconciler.observe")
+
+
+async def _runtime(ctx: Context) -> tuple[Health, str, ProjectObs, dict[str, ContainerObs]]:
+    try:
+        proj = await project.observe(ctx.incus, ctx.project)
+        containers: dict[str, ContainerObs] = {}
+        if proj.health is Health.OK:
+            for instance in await ctx.incus.instances():
+                obs = container.parse(instance, ctx.installation_id)
+                if obs is not None:
+                    containers[obs.sandbox_id] = obs
+    except RuntimeUnreachable as exc:
+        return Health.UNKNOWN, exc.message, ProjectObs(Health.UNKNOWN, exc.message), {}
+    except LockiError as exc:
+        return Health.UNKNOWN, exc.message, ProjectObs(Health.UNKNOWN, exc.message), {}
+    return Health.OK, "reachable", proj, containers
+
+
+async def observe(
+    ctx: Context, desired: DesiredState, *, scope: frozenset[str] | None = None
+) -> Observed:
+    """Observe the sandboxes in `scope` (all when None) and the runtime."""
+    by_repo: dict[Path, dict[str, Path]] = defaultdict(dict)
+    retiring: set[str] = set()
+    for sid, spec in desired.sandbox.items():
+        if scope is None or sid in scope:
+            by_repo[spec.repo][sid] = ctx.worktree(sid, spec)
+            if spec.state == "removed":
+                retiring.add(sid)
+
+    worktrees: dict[str, WorktreeObs] = {}
+    runtime: list[tuple[Health, str, ProjectObs, dict[str, ContainerObs]]] = []
+
+    async def observe_repo(repo: Path, expected: dict[str, Path]) -> None:
+        found = await worktree.observe(repo, expected, check_dirty=frozenset(retiring))
+        worktrees.update(found)
+
+    async def observe_runtime() -> None:
+        runtime.append(await _runtime(ctx))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(observe_runtime)
+        for repo, expected in by_repo.items():
+            tg.start_soon(observe_repo, repo, expected)
+
+    health, reason, proj, containers = runtime[0]
+    if scope is not None:
+        containers = {sid: c for sid, c in containers.items() if sid in scope}
+    log.debug("observed", runtime=health.value, containers=len(containers),
+              worktrees=len(worktrees))
+    return Observed(health, reason, proj, containers, worktrees)

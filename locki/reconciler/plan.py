@@ -1,0 +1,135 @@
+"""The planner: desired state + observed state -> ordered, typed actions. No I/O.
+
+Every resource of every desired sandbox gets an action or a noop with a reason. While
+the runtime is unknown nothing is destroyed. Order matters and is the apply order:
+the project first, then per sandbox worktree before container, deletions last.
+"""
+
+from __future__ import annotations
+
+from locki.reconciler.model import Action, Kind, Observed, Plan
+from locki.resources.model import ContainerObs, Health, WorktreeObs
+from locki.state.models import DesiredState, SandboxSpec
+
+PROJECT = "project"
+
+
+def plan(desired: DesiredState, observed: Observed) -> Plan:
+    actions: list[Action] = []
+    live = {sid: s for sid, s in desired.sandbox.items() if s.state != "removed"}
+    if live:
+        actions.append(_project(observed))
+    for sid, spec in sorted(desired.sandbox.items()):
+        if spec.state == "removed":
+            actions += _retire(sid, observed)
+        else:
+            actions += _sandbox(sid, spec, observed)
+    actions += _orphans(desired, observed)
+    return Plan(tuple(actions))
+
+
+def _project(observed: Observed) -> Action:
+    if not observed.runtime_known:
+        return Action(PROJECT, Kind.NOOP, "project.ensure",
+                      f"runtime unknown: {observed.runtime_reason}")
+    project = observed.project
+    if project.health is Health.MISSING:
+        return Action(PROJECT, Kind.CREATE, "project.ensure", project.reason)
+    if project.health is Health.BROKEN:
+        return Action(PROJECT, Kind.NOOP, "project.ensure", f"cannot use: {project.reason}")
+    if not project.profile_ok:
+        return Action(PROJECT, Kind.UPDATE, "project.ensure", project.reason)
+    return Action(PROJECT, Kind.NOOP, "project.ensure", "project and profile present")
+
+
+def _worktree(sid: str, obs: WorktreeObs | None) -> Action:
+    address = f"sandbox.{sid}.worktree"
+    if obs is None or obs.health is Health.MISSING:
+        why = obs.reason if obs else "no worktree yet"
+        return Action(address, Kind.CREATE, "worktree.create", why, sid)
+    return Action(address, Kind.NOOP, "worktree.create", obs.reason, sid)
+
+
+def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
+               worktree: WorktreeObs | None, observed: Observed) -> list[Action]:
+    address = f"sandbox.{sid}.container"
+    if not observed.runtime_known:
+        return [Action(address, Kind.NOOP, "container.create",
+                       f"runtime unknown: {observed.runtime_reason}", sid)]
+    if obs is None:
+        state = "and start it" if spec.state == "running" else "stopped"
+        return [Action(address, Kind.CREATE, "container.create",
+                       f"no container; create from `{spec.image}` {state}", sid)]
+    if obs.image != spec.image:
+        return [Action(address, Kind.REPLACE, "container.replace",
+                       f"image `{obs.image}` -> `{spec.image}`; the container's own files "
+                       "are lost (the worktree stays)", sid, destructive=True)]
+    actions: list[Action] = []
+    path = str(worktree.path) if worktree else None
+    if path is not None and obs.worktree_source != path:
+        actions.append(Action(f"{address}.device.worktree", Kind.UPDATE, "container.device",
+                              f"worktree device missing or wrong; mount `{path}`", sid))
+    if spec.state == "running" and not obs.running:
+        actions.append(Action(address, Kind.UPDATE, "container.start",
+                              f"{obs.status} -> running", sid))
+    elif spec.state == "stopped" and obs.running:
+        actions.append(Action(address, Kind.UPDATE, "container.stop", "running -> stopped", sid))
+    if not actions:
+        actions.append(Action(address, Kind.NOOP, "container.create", f"{obs.status}", sid))
+    return actions
+
+
+def _sandbox(sid: str, spec: SandboxSpec, observed: Observed) -> list[Action]:
+    worktree = observed.worktrees.get(sid)
+    if worktree is not None and worktree.health in (Health.BROKEN, Health.UNKNOWN):
+        return [
+            _worktree(sid, worktree),
+            Action(f"sandbox.{sid}.container", Kind.NOOP, "container.create",
+                   f"waits for the worktree: {worktree.reason}", sid),
+        ]
+    return [
+        _worktree(sid, worktree),
+        *_container(sid, spec, observed.containers.get(sid), worktree, observed),
+    ]
+
+
+def _retire(sid: str, observed: Observed) -> list[Action]:
+    """A sandbox marked `removed`: container, then worktree, then the state entry."""
+    actions: list[Action] = []
+    pending = False
+    container = observed.containers.get(sid)
+    if not observed.runtime_known:
+        pending = True
+        actions.append(Action(f"sandbox.{sid}.container", Kind.NOOP, "container.delete",
+                              f"runtime unknown, deletion waits: {observed.runtime_reason}",
+                              sid))
+    elif container is not None:
+        actions.append(Action(f"sandbox.{sid}.container", Kind.DELETE, "container.delete",
+                              "sandbox removed", sid))
+    worktree = observed.worktrees.get(sid)
+    if worktree is not None and worktree.health is Health.OK:
+        dirty = worktree.dirty is not False
+        why = "sandbox removed" + ("; it has uncommitted changes" if dirty else "")
+        actions.append(Action(f"sandbox.{sid}.worktree", Kind.DELETE, "worktree.remove",
+                              why, sid, destructive=dirty))
+    elif worktree is not None and worktree.health is Health.UNKNOWN:
+        pending = True
+        actions.append(Action(f"sandbox.{sid}.worktree", Kind.NOOP, "worktree.remove",
+                              f"deletion waits: {worktree.reason}", sid))
+    elif worktree is not None and worktree.health is Health.MISSING:
+        actions.append(Action(f"sandbox.{sid}.worktree", Kind.DELETE, "worktree.remove",
+                              f"prune git's record ({worktree.reason})", sid))
+    if not pending:
+        actions.append(Action(f"sandbox.{sid}", Kind.DELETE, "state.forget",
+                              "drop the entry from the desired state", sid))
+    return actions
+
+
+def _orphans(desired: DesiredState, observed: Observed) -> list[Action]:
+    """Containers of this installation that no desired sandbox owns."""
+    return [
+        Action(f"sandbox.{sid}.container", Kind.DELETE, "container.delete",
+               "not in the desired state", sid)
+        for sid in sorted(observed.containers)
+        if sid not in desired.sandbox
+    ]

@@ -1,0 +1,144 @@
+"""The sandbox's Incus system container.
+
+Unprivileged, nesting on, created from the desired image with locki's profile, labelled
+with `user.locki.*` keys (installation, sandbox, repo, worktree, image), and given one
+device: the worktree at its identical absolute path. Files a sandbox writes there belong
+to the host user on the host: with a root host user the mount is idmapped (`shift`);
+otherwise the container's root is mapped onto the host user (`raw.idmap`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from locki.core.errors import CommandFailed
+from locki.core.incus import Incus
+from locki.resources.model import ContainerObs
+
+PREFIX = "user.locki."
+DEVICE = "worktree"
+log = structlog.get_logger("locki.resources.container")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    sandbox_id: str
+    installation_id: str
+    image: str
+    repo: Path
+    worktree: Path
+    profile: str
+    uid: int = os.getuid()
+    gid: int = os.getgid()
+
+    @property
+    def name(self) -> str:
+        return container_name(self.sandbox_id)
+
+
+def container_name(sandbox_id: str) -> str:
+    # Instance names may not start with a digit; ids may.
+    return f"locki-{sandbox_id}"
+
+
+def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | None:
+    """An observation of `instance` if this installation made it, else None."""
+    config = instance.get("config", {})
+    if config.get(PREFIX + "installation") != installation_id:
+        return None
+    sandbox_id = config.get(PREFIX + "sandbox")
+    if not sandbox_id:
+        return None
+    device = instance.get("devices", {}).get(DEVICE, {})
+    status = str(instance.get("status", "Unknown"))
+    return ContainerObs(
+        name=str(instance["name"]),
+        sandbox_id=sandbox_id,
+        running=status == "Running",
+        status=status.lower(),
+        image=config.get(PREFIX + "image"),
+        worktree_source=device.get("source") if device.get("path") == device.get("source") else None,
+        labels={k.removeprefix(PREFIX): v for k, v in config.items() if k.startswith(PREFIX)},
+    )
+
+
+def _labels(spec: ContainerSpec) -> dict[str, str]:
+    return {
+        PREFIX + "installation": spec.installation_id,
+        PREFIX + "sandbox": spec.sandbox_id,
+        PREFIX + "repo": str(spec.repo),
+        PREFIX + "worktree": str(spec.worktree),
+        PREFIX + "image": spec.image,
+    }
+
+
+def _idmap(spec: ContainerSpec) -> dict[str, str]:
+    if spec.uid == 0:
+        return {}
+    return {"raw.idmap": f"uid {spec.uid} 0\ngid {spec.gid} 0"}
+
+
+def _device_args(spec: ContainerSpec) -> list[str]:
+    args = ["disk", f"source={spec.worktree}", f"path={spec.worktree}"]
+    return [*args, "shift=true"] if spec.uid == 0 else args
+
+
+async def create(incus: Incus, spec: ContainerSpec, *, start: bool) -> None:
+    config = {**_labels(spec), **_idmap(spec)}
+    args = ["create", "--quiet", spec.image, spec.name, "--profile", spec.profile]
+    for key, value in config.items():
+        args += ["--config", f"{key}={value}"]
+    try:
+        await incus.run(*args)
+        log.info("container.created", sandbox=spec.sandbox_id, container=spec.name,
+                 image=spec.image)
+    except CommandFailed as exc:
+        if "already exists" not in exc.stderr:
+            raise
+    await ensure_device(incus, spec)
+    if start:
+        await ensure_running(incus, spec.name, sandbox_id=spec.sandbox_id)
+
+
+async def ensure_device(incus: Incus, spec: ContainerSpec) -> None:
+    await incus.run("config", "device", "remove", spec.name, DEVICE, check=False)
+    await incus.run("config", "device", "add", spec.name, DEVICE, *_device_args(spec))
+    log.info("container.device", sandbox=spec.sandbox_id, container=spec.name,
+             device=DEVICE, source=str(spec.worktree))
+
+
+async def ensure_running(incus: Incus, name: str, *, sandbox_id: str) -> None:
+    result = await incus.run("start", name, check=False)
+    if not result.ok and "already running" not in result.stderr:
+        await incus.run("start", name)
+    log.info("container.started", sandbox=sandbox_id, container=name)
+
+
+async def ensure_stopped(incus: Incus, name: str, *, sandbox_id: str) -> None:
+    result = await incus.run("stop", name, check=False)
+    if not result.ok and "already stopped" not in result.stderr:
+        await incus.run("stop", name)
+    log.info("container.stopped", sandbox=sandbox_id, container=name)
+
+
+async def delete(incus: Incus, name: str, *, sandbox_id: str) -> None:
+    result = await incus.run("delete", "--force", name, check=False)
+    if not result.ok and "not found" not in result.stderr.lower():
+        await incus.run("delete", "--force", name)
+    log.info("container.deleted", sandbox=sandbox_id, container=name)
+
+
+def exec_argv(
+    incus: Incus, name: str, *, cwd: Path, command: Sequence[str], env: Mapping[str, str]
+) -> list[str]:
+    """The argv that runs `command` in the container, in `cwd`, with `env` set."""
+    args = ["exec", name, "--cwd", str(cwd)]
+    for key, value in env.items():
+        args += ["--env", f"{key}={value}"]
+    return incus.argv(*args, "--", *command)

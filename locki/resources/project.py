@@ -1,0 +1,132 @@
+"""The installation's own Incus project and the profile its sandboxes use.
+
+Everything locki creates lives in `locki-<installation id>`, so two users (or two test
+runs) sharing one daemon never see each other's instances. The project shares the
+default project's images (an alias already imported works) and networks; it owns its
+profiles. The profile gives every sandbox a root disk, a NIC on an existing bridge and
+nesting (so docker and podman work inside).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from locki.core.errors import LockiError
+from locki.core.incus import Incus
+from locki.resources.model import Health, ProjectObs
+
+PROFILE = "locki"
+LABEL = "user.locki.installation"
+log = structlog.get_logger("locki.resources.project")
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    installation_id: str
+    storage_pool: str | None = None
+    network: str | None = None
+
+
+def project_name(installation_id: str) -> str:
+    return f"locki-{installation_id}"
+
+
+def _profile_ok(profile: dict[str, Any]) -> bool:
+    devices = profile.get("devices", {})
+    return (
+        devices.get("root", {}).get("type") == "disk"
+        and devices.get("eth0", {}).get("type") == "nic"
+        and profile.get("config", {}).get("security.nesting") == "true"
+    )
+
+
+async def observe(incus: Incus, spec: ProjectSpec) -> ProjectObs:
+    project = await incus.query(f"/1.0/projects/{spec.name}", missing_ok=True)
+    if project is None:
+        return ProjectObs(Health.MISSING, f"Incus project `{spec.name}` does not exist")
+    owner = project.get("config", {}).get(LABEL)
+    if owner != spec.installation_id:
+        return ProjectObs(
+            Health.BROKEN, f"project `{spec.name}` belongs to installation `{owner}`"
+        )
+    profile = await incus.query(f"/1.0/profiles/{PROFILE}?project={spec.name}", missing_ok=True)
+    if profile is None:
+        return ProjectObs(Health.OK, f"profile `{PROFILE}` missing", profile_ok=False)
+    ok = _profile_ok(profile)
+    return ProjectObs(Health.OK, "present" if ok else "profile incomplete", profile_ok=ok)
+
+
+async def _defaults(incus: Incus) -> tuple[str, str]:
+    """The pool and bridge of the default project's default profile."""
+    profile = await incus.query("/1.0/profiles/default?project=default", missing_ok=True) or {}
+    pool = network = None
+    for device in profile.get("devices", {}).values():
+        if device.get("type") == "disk" and device.get("path") == "/":
+            pool = device.get("pool")
+        if device.get("type") == "nic" and device.get("network"):
+            network = device.get("network")
+    if pool is None or network is None:
+        raise LockiError(
+            "cannot tell which storage pool and bridge sandboxes should use: the default "
+            "profile has no root disk or no NIC",
+            hint="set [incus] storage_pool and network in ~/.config/locki/config.toml",
+        )
+    return pool, network
+
+
+async def ensure(incus: Incus, spec: ProjectSpec) -> None:
+    """Create the project and its profile, or bring the profile up to date."""
+    if await incus.query(f"/1.0/projects/{spec.name}", missing_ok=True) is None:
+        await incus.query(
+            "/1.0/projects",
+            method="POST",
+            data={
+                "name": spec.name,
+                "description": "locki sandboxes",
+                "config": {
+                    "features.images": "false",
+                    "features.profiles": "true",
+                    LABEL: spec.installation_id,
+                },
+            },
+        )
+        log.info("project.created", project=spec.name)
+    default_pool, default_network = (
+        (spec.storage_pool, spec.network)
+        if spec.storage_pool and spec.network
+        else await _defaults(incus)
+    )
+    body = {
+        "description": "locki sandboxes",
+        "config": {"security.nesting": "true", LABEL: spec.installation_id},
+        "devices": {
+            "root": {"type": "disk", "path": "/", "pool": spec.storage_pool or default_pool},
+            "eth0": {
+                "type": "nic",
+                "name": "eth0",
+                "network": spec.network or default_network,
+            },
+        },
+    }
+    path = f"/1.0/profiles/{PROFILE}?project={spec.name}"
+    if await incus.query(path, missing_ok=True) is None:
+        await incus.query(
+            f"/1.0/profiles?project={spec.name}", method="POST", data={"name": PROFILE, **body}
+        )
+        log.info("profile.created", project=spec.name, profile=PROFILE)
+    else:
+        await incus.query(path, method="PUT", data=body)
+        log.info("profile.updated", project=spec.name, profile=PROFILE)
+
+
+async def delete(incus: Incus, spec: ProjectSpec) -> None:
+    """Remove the project once it holds nothing (used by tests and `locki gc`)."""
+    for name in await incus.query(f"/1.0/instances?project={spec.name}", missing_ok=True) or []:
+        await incus.run("delete", "--force", name.rsplit("/", 1)[-1], project=spec.name)
+    await incus.query(f"/1.0/profiles/{PROFILE}?project={spec.name}", method="DELETE",
+                      missing_ok=True)
+    await incus.query(f"/1.0/projects/{spec.name}", method="DELETE", missing_ok=True)

@@ -1,0 +1,133 @@
+"""The sandbox's git worktree, on branch `untitled#locki-<id>` until the agent renames it.
+
+Observed from the repository side (`git worktree list --porcelain -z`), never from the
+worktree's own `.git` pointer, which the sandbox can rewrite. The live branch is
+observed, not desired: any `*#locki-<id>` name the agent picks is fine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from locki.core import git
+from locki.core.errors import LockiError
+from locki.resources.model import Health, WorktreeObs
+
+log = structlog.get_logger("locki.resources.worktree")
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path
+    head: str | None = None
+    branch: str | None = None
+    prunable: bool = False
+
+
+def branch_name(sandbox_id: str) -> str:
+    return f"untitled#locki-{sandbox_id}"
+
+
+def parse_porcelain(output: str) -> list[Record]:
+    """Records of `git worktree list --porcelain -z` (fields NUL-separated, blank between)."""
+    records: list[Record] = []
+    fields: dict[str, str] = {}
+    for item in [*output.split("\0"), ""]:
+        if item:
+            key, _, value = item.partition(" ")
+            fields[key] = value
+            continue
+        if "worktree" in fields:
+            branch = fields.get("branch")
+            records.append(
+                Record(
+                    path=Path(fields["worktree"]),
+                    head=fields.get("HEAD"),
+                    branch=branch.removeprefix("refs/heads/") if branch else None,
+                    prunable="prunable" in fields,
+                )
+            )
+        fields = {}
+    return records
+
+
+async def observe(
+    repo: Path, expected: Mapping[str, Path], *, check_dirty: frozenset[str] = frozenset()
+) -> dict[str, WorktreeObs]:
+    """The worktrees `expected` (sandbox id -> path) as the repository records them."""
+    listing = await git.git(repo, "worktree", "list", "--porcelain", "-z", check=False)
+    if not listing.ok:
+        why = f"cannot list worktrees of `{repo}`: {listing.stderr.strip() or 'git failed'}"
+        return {sid: WorktreeObs(path, Health.UNKNOWN, why) for sid, path in expected.items()}
+    records = {r.path: r for r in parse_porcelain(listing.stdout)}
+    result: dict[str, WorktreeObs] = {}
+    for sandbox_id, path in expected.items():
+        record = records.get(path)
+        if record is None:
+            if path.exists():
+                result[sandbox_id] = WorktreeObs(
+                    path, Health.BROKEN, f"`{path}` exists but is not a worktree of `{repo}`"
+                )
+            else:
+                result[sandbox_id] = WorktreeObs(path, Health.MISSING, "no worktree yet")
+            continue
+        if record.prunable or not path.is_dir():
+            result[sandbox_id] = WorktreeObs(
+                path, Health.MISSING, "the folder was deleted; git still records it"
+            )
+            continue
+        dirty = await is_dirty(repo, path) if sandbox_id in check_dirty else None
+        where = f"on branch `{record.branch}`" if record.branch else "detached HEAD"
+        result[sandbox_id] = WorktreeObs(
+            path, Health.OK, where, branch=record.branch, head=record.head, dirty=dirty
+        )
+    return result
+
+
+async def is_dirty(repo: Path, path: Path) -> bool:
+    """Uncommitted changes, untracked files included, read without trusting `path/.git`."""
+    common = await git.common_dir(repo)
+    admin = git.admin_dir(common, path)
+    if admin is None:
+        raise LockiError(f"git has no record of worktree `{path}` in `{repo}`")
+    status = await git.git(
+        repo, "status", "--porcelain", "--untracked-files=all", "--ignore-submodules=all",
+        git_dir=admin, work_tree=path,
+    )
+    return bool(status.stdout.strip())
+
+
+async def create(repo: Path, path: Path, sandbox_id: str, base: str) -> None:
+    """Add the worktree on the sandbox branch, creating the branch from `base` if needed."""
+    await git.git(repo, "worktree", "prune")
+    if path.exists():
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()  # an empty folder left by an interrupted run
+        else:
+            raise LockiError(
+                f"`{path}` exists and is not a worktree of `{repo}`",
+                hint="move it away (locki does not delete files it did not make), then apply",
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    branch = branch_name(sandbox_id)
+    exists = await git.git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}",
+                           check=False)
+    if exists.ok:
+        await git.git(repo, "worktree", "add", str(path), branch)
+    else:
+        await git.git(repo, "worktree", "add", "--no-track", "-b", branch, str(path), base)
+    log.info("worktree.created", sandbox=sandbox_id, worktree=str(path), branch=branch,
+             base=base)
+
+
+async def remove(repo: Path, path: Path, sandbox_id: str, *, force: bool) -> None:
+    """Remove the worktree (branches stay); a folder already gone is just pruned."""
+    if path.exists():
+        args = ["worktree", "remove", *(["--force"] if force else []), str(path)]
+        await git.git(repo, *args)
+    await git.git(repo, "worktree", "prune")
+    log.info("worktree.removed", sandbox=sandbox_id, worktree=str(path))

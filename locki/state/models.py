@@ -1,0 +1,63 @@
+"""What the user decided, as validated models.
+
+`DesiredState` is `sandboxes.toml`; `UserConfig` is `config.toml`; `RepoConfig` is a
+repo's committed `locki.toml`. Unknown keys are errors, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+SandboxId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{8}$")]
+RunState = Literal["running", "stopped", "removed"]
+DEFAULT_IMAGE = "images:fedora/43"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SandboxSpec(_Strict):
+    """One sandbox: a worktree of `repo` on its own branch, and a container."""
+
+    repo: Path = Field(description="Absolute path of the primary checkout.")
+    base: str = Field(description="The ref the sandbox branch was created from.")
+    image: str = Field(description="Incus image: a remote reference or a local alias.")
+    state: RunState = Field(
+        default="running",
+        description="running or stopped; `removed` marks a sandbox being torn down.",
+    )
+
+    @field_validator("repo")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class DesiredState(_Strict):
+    sandbox: dict[SandboxId, SandboxSpec] = Field(default_factory=dict)
+
+
+class AiSettings(_Strict):
+    harness: str | None = None
+
+
+class IncusSettings(_Strict):
+    network: str | None = Field(default=None, description="Bridge for the sandboxes' NIC.")
+    storage_pool: str | None = Field(default=None, description="Pool for their root disks.")
+
+
+class UserConfig(_Strict):
+    runtime: Literal["lima", "incus"] | None = None
+    image: str | None = Field(default=None, description="Default image for new sandboxes.")
+    ai: AiSettings = Field(default_factory=AiSettings)
+    incus: IncusSettings = Field(default_factory=IncusSettings)
+
+
+class RepoConfig(_Strict):
+    incus_image: str | None = None

@@ -1,0 +1,156 @@
+"""Reading and editing the TOML files behind the models.
+
+Edits go through tomlkit so the user's comments and layout survive, under an exclusive
+OS-level lock (it dies with its holder), and land with an atomic rename: a reader sees
+the old file or the new one, never half of either. Bad files raise an error that names
+the file and the key path, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomlkit
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ValidationError
+from tomlkit.exceptions import ParseError
+from tomlkit.toml_document import TOMLDocument
+
+from locki.core.errors import LockiError
+from locki.state.models import DesiredState, SandboxSpec
+
+M = TypeVar("M", bound=BaseModel)
+
+HEADER = (
+    "locki desired state. Edit by hand if you like, then `locki plan` shows what would\n"
+    "change and `locki apply` makes it so."
+)
+
+
+def parse(path: Path, text: str) -> TOMLDocument:
+    try:
+        return tomlkit.parse(text)
+    except ParseError as exc:
+        raise LockiError(
+            f"`{path}` is not valid TOML: {exc}", hint=f"fix line {exc.line} of `{path}`"
+        ) from exc
+
+
+def validate(path: Path, data: dict[str, Any], model: type[M]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise LockiError(
+            f"`{path}`: key `{key}`: {first['msg']}{more}",
+            hint=f"edit `{path}` and fix `{key}`",
+        ) from exc
+
+
+def load(path: Path, model: type[M]) -> M:
+    """The model in `path`, or the model's defaults when the file does not exist."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return model()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LockiError(f"cannot read `{path}`: {exc}") from exc
+    return validate(path, parse(path, text).unwrap(), model)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class DesiredEditor:
+    """Changes to `sandboxes.toml` made inside `StateFile.edit()`."""
+
+    def __init__(self, doc: TOMLDocument, state: DesiredState) -> None:
+        self.doc = doc
+        self.state = state
+
+    def _sandboxes(self) -> Any:
+        if "sandbox" not in self.doc:
+            self.doc.add(tomlkit.nl())
+            self.doc["sandbox"] = tomlkit.table(is_super_table=True)
+        return self.doc["sandbox"]
+
+    def add(self, sandbox_id: str, spec: SandboxSpec) -> None:
+        table = tomlkit.table()
+        table["repo"] = str(spec.repo)
+        table["base"] = spec.base
+        table["image"] = spec.image
+        table["state"] = spec.state
+        self._sandboxes()[sandbox_id] = table
+
+    def set_state(self, sandbox_id: str, state: str) -> None:
+        self._sandboxes()[sandbox_id]["state"] = state
+
+    def forget(self, sandbox_id: str) -> None:
+        sandboxes = self._sandboxes()
+        if sandbox_id in sandboxes:
+            del sandboxes[sandbox_id]
+
+
+class StateFile:
+    def __init__(self, path: Path, lock_path: Path, *, lock_timeout: float = 60.0) -> None:
+        self.path = path
+        self.lock = FileLock(lock_path)
+        self.lock_timeout = lock_timeout
+
+    def read(self) -> DesiredState:
+        return load(self.path, DesiredState)
+
+    def _document(self) -> TOMLDocument:
+        try:
+            return parse(self.path, self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            doc = tomlkit.document()
+            for line in HEADER.splitlines():
+                doc.add(tomlkit.comment(line))
+            return doc
+
+    @contextmanager
+    def edit(self) -> Iterator[DesiredEditor]:
+        """Hold the lock, yield an editor, then validate and write if anything changed."""
+        try:
+            self.lock.acquire(timeout=self.lock_timeout)
+        except Timeout as exc:
+            raise LockiError(
+                f"another locki command has held `{self.lock.lock_file}` for "
+                f"{self.lock_timeout:.0f}s",
+                hint="wait for it to finish, then try again",
+            ) from exc
+        try:
+            doc = self._document()
+            before = doc.as_string()
+            editor = DesiredEditor(doc, validate(self.path, doc.unwrap(), DesiredState))
+            yield editor
+            after = doc.as_string()
+            if after != before:
+                validate(self.path, doc.unwrap(), DesiredState)
+                write_atomically(self.path, after)
+        finally:
+            self.lock.release()
