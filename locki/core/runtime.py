@@ -19,7 +19,8 @@ RUNTIMES: tuple[RuntimeName, ...] = ("lima", "incus")
 
 
 class Runtime(Protocol):
-    name: RuntimeName
+    @property
+    def name(self) -> RuntimeName: ...
 
     def incus_prefix(self) -> list[str]:
         """The argv that reaches the `incus` client of this runtime."""

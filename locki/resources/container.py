@@ -56,6 +56,7 @@ def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | N
     if not sandbox_id:
         return None
     device = instance.get("devices", {}).get(DEVICE, {})
+    mounted_same = device.get("path") == device.get("source")
     status = str(instance.get("status", "Unknown"))
     return ContainerObs(
         name=str(instance["name"]),
@@ -63,7 +64,7 @@ def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | N
         running=status == "Running",
         status=status.lower(),
         image=config.get(PREFIX + "image"),
-        worktree_source=device.get("source") if device.get("path") == device.get("source") else None,
+        worktree_source=device.get("source") if mounted_same else None,
         labels={k.removeprefix(PREFIX): v for k, v in config.items() if k.startswith(PREFIX)},
     )
 

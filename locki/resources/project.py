@@ -37,7 +37,7 @@ def project_name(installation_id: str) -> str:
 
 def _profile_ok(profile: dict[str, Any]) -> bool:
     devices = profile.get("devices", {})
-    return (
+    return bool(
         devices.get("root", {}).get("type") == "disk"
         and devices.get("eth0", {}).get("type") == "nic"
         and profile.get("config", {}).get("security.nesting") == "true"
