@@ -12,7 +12,7 @@
 #   LOCKI_BRIDGE        name of the bridge to create            (lockibr0)
 #   LOCKI_BRIDGE_CIDR   its gateway address; always explicit    (10.210.77.1/24)
 #   LOCKI_POOL          storage pool name                       (default)
-#   LOCKI_IMAGE_ALIAS   alias of the test image                 (locki-test-<codename>)
+#   LOCKI_IMAGE_ALIAS   alias of the test image                 (locki-test)
 #   LOCKI_IMAGE_CACHE   where the built image archive is kept   (/var/cache/locki-ci)
 set -euo pipefail
 
@@ -20,7 +20,7 @@ BRIDGE=${LOCKI_BRIDGE:-lockibr0}
 BRIDGE_CIDR=${LOCKI_BRIDGE_CIDR:-10.210.77.1/24}
 POOL=${LOCKI_POOL:-default}
 CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release}")
-IMAGE_ALIAS=${LOCKI_IMAGE_ALIAS:-locki-test-$CODENAME}
+IMAGE_ALIAS=${LOCKI_IMAGE_ALIAS:-locki-test}
 IMAGE_CACHE=${LOCKI_IMAGE_CACHE:-/var/cache/locki-ci}
 # What the test image holds. Changing this list changes the cache key, so the image is
 # rebuilt rather than an old one silently reused.

@@ -26,6 +26,7 @@ def configure(log_dir: Path | None, *, verbose: bool = False) -> Path | None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()
     root.setLevel(logging.DEBUG)
 
     console = logging.StreamHandler(sys.stderr)

@@ -107,7 +107,11 @@ def _retire(sid: str, observed: Observed) -> list[Action]:
         actions.append(Action(f"sandbox.{sid}.container", Kind.DELETE, "container.delete",
                               "sandbox removed", sid))
     worktree = observed.worktrees.get(sid)
-    if worktree is not None and worktree.health is Health.OK:
+    if pending and worktree is not None and worktree.health is not Health.MISSING:
+        # The container may still mount the worktree: it goes first.
+        actions.append(Action(f"sandbox.{sid}.worktree", Kind.NOOP, "worktree.remove",
+                              "waits for the container to be deleted", sid))
+    elif worktree is not None and worktree.health is Health.OK:
         dirty = worktree.dirty is not False
         why = "sandbox removed" + ("; it has uncommitted changes" if dirty else "")
         actions.append(Action(f"sandbox.{sid}.worktree", Kind.DELETE, "worktree.remove",

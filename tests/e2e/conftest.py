@@ -18,14 +18,8 @@ from pathlib import Path
 import pytest
 
 
-def _codename() -> str:
-    for line in Path("/etc/os-release").read_text().splitlines():
-        if line.startswith("VERSION_CODENAME="):
-            return line.split("=", 1)[1].strip('"')
-    return "unknown"
-
-
-IMAGE = os.environ.get("LOCKI_TEST_IMAGE", f"locki-test-{_codename()}")
+# Built and imported by scripts/host-setup.sh (Debian with systemd, git, ssh, python3).
+IMAGE = os.environ.get("LOCKI_TEST_IMAGE", "locki-test")
 
 
 def incus(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,58 @@
+"""CLI pieces that need no runtime: argument splitting, exit codes for bad usage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from locki.cli.main import _exec_tokens, run
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        (["x", "ls", "-la"], ["x", "--", "ls", "-la"]),
+        (["x", "-m", "feat", "grep", "-n", "x"], ["x", "-m", "feat", "--", "grep", "-n", "x"]),
+        (["x", "--match=feat", "-n", "pytest"], ["x", "--match=feat", "-n", "--", "pytest"]),
+        (["x", "-m", "a", "--", "echo", "-m"], ["x", "-m", "a", "--", "echo", "-m"]),
+        (["exec"], ["exec", "--"]),
+        (["list", "--json"], ["list", "--json"]),
+    ],
+)
+def test_exec_options_end_at_the_command(tokens: list[str], expected: list[str]) -> None:
+    assert _exec_tokens(tokens) == expected
+
+
+def test_unknown_option_is_a_usage_error(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["list", "--no-such-option"]) == 2
+
+
+def test_unknown_runtime_is_a_usage_error(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--runtime", "docker", "list"]) == 2
+    assert "unknown runtime `docker`" in capsys.readouterr().err
+
+
+def test_lima_runtime_says_what_to_do(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "`lima` runtime" in err
+    assert "LOCKI_RUNTIME=incus" in err
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "0.1.0"
+    assert run(["x", "--help"]) == 0
+    assert "exit code is passed through" in capsys.readouterr().out
+
+
+def test_broken_user_config_is_named(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = home / ".config" / "locki" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('runtime = "incus"\nimage = 3\n')
+    assert run(["list"]) == 1
+    err = capsys.readouterr().err
+    assert str(config) in err
+    assert "`image`" in err
+    assert config.read_text() == 'runtime = "incus"\nimage = 3\n'

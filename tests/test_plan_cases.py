@@ -1,0 +1,74 @@
+"""The planner, tested from data: each file under cases/plan/<driver>/ is one case.
+
+A case gives a desired fragment and an observed world, and the exact list of
+(address, action) the plan must contain, in order. Noops must carry a reason; a case
+that expects nothing fails, so every case pins down behaviour.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from locki.reconciler.model import Kind, Observed
+from locki.reconciler.plan import plan
+from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.state.models import DesiredState
+
+CASES = sorted((Path(__file__).parent / "cases" / "plan").glob("*/*.toml"))
+
+
+def _observed(data: dict[str, Any]) -> Observed:
+    runtime = Health(data.get("runtime", "ok"))
+    project = data.get("project", {"health": "ok", "profile_ok": True})
+    containers = {
+        sid: ContainerObs(
+            name=f"locki-{sid}", sandbox_id=sid, running=c.get("status") == "running",
+            status=c.get("status", "running"), image=c.get("image"),
+            worktree_source=c.get("worktree_source"),
+        )
+        for sid, c in data.get("containers", {}).items()
+    }
+    worktrees = {
+        sid: WorktreeObs(
+            path=Path(w["path"]), health=Health(w["health"]), reason=w.get("reason", "seen"),
+            branch=w.get("branch"), dirty=w.get("dirty"),
+        )
+        for sid, w in data.get("worktrees", {}).items()
+    }
+    return Observed(
+        runtime=runtime,
+        runtime_reason=data.get("runtime_reason", "reachable"),
+        project=ProjectObs(Health(project["health"]), project.get("reason", "seen"),
+                           project.get("profile_ok", False)),
+        containers=containers,
+        worktrees=worktrees,
+    )
+
+
+@pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
+def test_plan_case(path: Path) -> None:
+    case = tomllib.loads(path.read_text())
+    expected = case.get("expect", [])
+    assert expected, f"{path.name} expects nothing; every case must pin down the plan"
+    desired = DesiredState.model_validate(case.get("desired", {}))
+    result = plan(desired, _observed(case.get("observed", {})))
+
+    got = [(a.address, a.kind.value) for a in result.actions]
+    want = [(e["address"], e["action"]) for e in expected]
+    assert got == want, case.get("description")
+    for action, exp in zip(result.actions, expected, strict=True):
+        assert action.reason, f"{action.address} has no reason"
+        if "reason_contains" in exp:
+            assert exp["reason_contains"] in action.reason
+        assert action.destructive == exp.get("destructive", False), action.address
+        if action.kind is Kind.NOOP:
+            assert action.reason.strip()
+
+
+def test_there_are_cases_for_every_driver() -> None:
+    drivers = {p.parent.name for p in CASES}
+    assert {"project", "worktree", "container", "retire"} <= drivers

@@ -1,0 +1,129 @@
+"""The worktree driver against real git: create, observe, dirty, remove, idempotency."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import anyio
+import pytest
+
+from locki.core import git as hostgit
+from locki.core.errors import LockiError
+from locki.resources import worktree
+from locki.resources.model import Health
+from tests.conftest import git
+
+SID = "abcd1234"
+
+
+def _observe(repo: Path, path: Path, dirty: bool = False) -> worktree.WorktreeObs:
+    check = frozenset({SID}) if dirty else frozenset()
+    return anyio.run(lambda: worktree.observe(repo, {SID: path}, check_dirty=check))[SID]
+
+
+def test_create_observe_remove(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / "wt root" / f"project-locki-{SID}"
+    assert _observe(repo, path).health is Health.MISSING
+
+    base = anyio.run(hostgit.default_branch, repo)
+    assert base == "origin/main"
+    anyio.run(worktree.create, repo, path, SID, base)
+    seen = _observe(repo, path, dirty=True)
+    assert seen.health is Health.OK
+    assert seen.branch == f"untitled#locki-{SID}"
+    assert seen.dirty is False
+    assert git(path, "rev-parse", "HEAD") == git(repo, "rev-parse", "origin/main")
+    # No upstream: a plain push can never land on origin/main.
+    upstream = subprocess.run(["git", "config", "--get-regexp", r"branch\..*locki.*\.merge"],
+                              cwd=repo, capture_output=True, text=True)
+    assert upstream.stdout == ""
+
+    (path / "new.txt").write_text("untracked\n")
+    assert _observe(repo, path, dirty=True).dirty is True
+
+    with pytest.raises(Exception, match="untracked|modified|contains"):
+        anyio.run(lambda: worktree.remove(repo, path, SID, force=False))
+    anyio.run(lambda: worktree.remove(repo, path, SID, force=True))
+    assert not path.exists()
+    assert _observe(repo, path).health is Health.MISSING
+    assert f"untitled#locki-{SID}" in git(repo, "branch", "--list")
+
+
+def test_create_again_reuses_the_branch(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / f"project-locki-{SID}"
+    anyio.run(worktree.create, repo, path, SID, "origin/main")
+    git(path, "branch", "-m", f"topic#locki-{SID}")
+    git(path, "switch", "-q", "-c", f"untitled#locki-{SID}")
+    (path / "work.txt").write_text("x\n")
+    git(path, "add", "work.txt")
+    git(path, "commit", "-q", "-m", "work")
+    head = git(path, "rev-parse", "HEAD")
+    anyio.run(lambda: worktree.remove(repo, path, SID, force=False))
+    anyio.run(worktree.create, repo, path, SID, "origin/main")
+    assert git(path, "rev-parse", "HEAD") == head
+
+
+def test_renamed_branch_and_detached_head_are_observed(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / f"project-locki-{SID}"
+    anyio.run(worktree.create, repo, path, SID, "origin/main")
+    git(path, "branch", "-m", f"fix-42#locki-{SID}")
+    assert _observe(repo, path).branch == f"fix-42#locki-{SID}"
+    git(path, "switch", "-q", "--detach", "HEAD~1")
+    seen = _observe(repo, path)
+    assert seen.health is Health.OK
+    assert seen.branch is None
+    assert "detached" in seen.reason
+
+
+def test_folder_deleted_by_hand_is_missing(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / f"project-locki-{SID}"
+    anyio.run(worktree.create, repo, path, SID, "origin/main")
+    shutil.rmtree(path)
+    seen = _observe(repo, path)
+    assert seen.health is Health.MISSING
+    assert "deleted" in seen.reason
+    anyio.run(lambda: worktree.remove(repo, path, SID, force=False))
+    assert str(path) not in git(repo, "worktree", "list")
+
+
+def test_foreign_folder_is_broken_and_never_overwritten(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / f"project-locki-{SID}"
+    path.mkdir()
+    (path / "precious.txt").write_text("mine\n")
+    assert _observe(repo, path).health is Health.BROKEN
+    with pytest.raises(LockiError, match="exists and is not a worktree"):
+        anyio.run(worktree.create, repo, path, SID, "origin/main")
+    assert (path / "precious.txt").read_text() == "mine\n"
+
+
+def test_hostile_worktree_config_runs_nothing_on_the_host(repo: Path, tmp_path: Path) -> None:
+    """The dirty check must not run the fsmonitor a sandbox could plant."""
+    path = tmp_path / f"project-locki-{SID}"
+    anyio.run(worktree.create, repo, path, SID, "origin/main")
+    marker = tmp_path / "pwned"
+    hook = path / "evil.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    # A sandbox cannot write the repo's config, but it can point `.git` at its own repo.
+    fake = path / "fakegit"
+    git(tmp_path, "init", "-q", str(fake))
+    git(fake, "config", "core.fsmonitor", str(hook))
+    (path / ".git").write_text(f"gitdir: {fake / '.git'}\n")
+    assert _observe(repo, path, dirty=True).dirty is True
+    assert not marker.exists()
+
+
+def test_porcelain_parser_handles_odd_paths() -> None:
+    out = (
+        "worktree /r/main repo\0HEAD abc\0branch refs/heads/main\0\0"
+        "worktree /w/p-locki-abcd1234\0HEAD def\0detached\0\0"
+        "worktree /w/gone\0HEAD 123\0branch refs/heads/x#locki-abcd1234\0prunable gitdir file\0\0"
+    )
+    records = worktree.parse_porcelain(out)
+    assert [r.path for r in records] == [Path("/r/main repo"), Path("/w/p-locki-abcd1234"),
+                                         Path("/w/gone")]
+    assert records[0].branch == "main"
+    assert records[1].branch is None
+    assert records[2].prunable
