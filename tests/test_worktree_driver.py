@@ -43,7 +43,7 @@ def test_create_observe_remove(repo: Path, tmp_path: Path) -> None:
     (path / "new.txt").write_text("untracked\n")
     assert _observe(repo, path, dirty=True).dirty is True
 
-    with pytest.raises(Exception, match="untracked|modified|contains"):
+    with pytest.raises(LockiError, match=r"untracked|modified|contains"):
         anyio.run(lambda: worktree.remove(repo, path, SID, force=False))
     anyio.run(lambda: worktree.remove(repo, path, SID, force=True))
     assert not path.exists()

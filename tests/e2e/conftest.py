@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-
 # Built and imported by scripts/host-setup.sh (Debian with systemd, git, ssh, python3).
 IMAGE = os.environ.get("LOCKI_TEST_IMAGE", "locki-test")
 
