@@ -19,8 +19,8 @@ SID = "abcd1234"
 
 
 def _observe(repo: Path, path: Path, dirty: bool = False) -> worktree.WorktreeObs:
-    check = frozenset({SID}) if dirty else frozenset()
-    return anyio.run(lambda: worktree.observe(repo, {SID: path}, check_dirty=check))[SID]
+    check = {SID: False} if dirty else {}
+    return anyio.run(lambda: worktree.observe(repo, {SID: path}, check_work=check))[SID]
 
 
 def test_create_observe_remove(repo: Path, tmp_path: Path) -> None:

@@ -30,13 +30,14 @@ LOGIN_SHELL = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash -l || e
 FORWARDED_ENV = ("TERM", "COLORTERM", "LANG", "TERM_PROGRAM")
 
 
-async def cmd_new(ctx: Context, *, as_json: bool) -> int:
-    chosen = await create(ctx, Path.cwd())
+async def cmd_new(ctx: Context, *, as_json: bool, branch: str | None) -> int:
+    chosen = await create(ctx, Path.cwd(), branch_stem=branch)
     await converge(ctx, scope=frozenset({chosen.sandbox_id}))
     path = ctx.worktree(chosen.sandbox_id, chosen.spec)
     if as_json:
         print(json.dumps({"id": chosen.sandbox_id, "worktree": str(path),
-                          "branch": worktree.branch_name(chosen.sandbox_id)}))
+                          "branch": chosen.spec.branch
+                          or worktree.branch_name(chosen.sandbox_id)}))
     else:
         print(f"created sandbox {chosen.sandbox_id}\n  worktree: {path}\n"
               f"  enter it: locki x -m {chosen.sandbox_id}")
@@ -62,6 +63,11 @@ async def prepare_exec(ctx: Context, *, match: str | None, new: bool,
         with ctx.state.edit() as editor:
             editor.set_state(sid, "running")
     await converge(ctx, scope=frozenset({sid}))
+    if sid not in ctx.read_desired().sandbox:
+        raise LockiError(
+            f"sandbox {sid} was retired: its worktree folder was deleted",
+            hint="run the command again to get a new sandbox, or pick another with -m",
+        )
     root = ctx.worktree(sid, chosen.spec)
     env = {"IS_SANDBOX": "1", "LOCKI_SANDBOX": sid}
     env.update({k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)})
@@ -122,19 +128,21 @@ async def cmd_apply(ctx: Context, *, force: bool) -> int:
     return 0
 
 
-async def cmd_remove(ctx: Context, *, match: str | None, force: bool) -> int:
+async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
+                     delete_branch: bool) -> int:
     chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
     sid, spec = chosen.sandbox_id, chosen.spec
     path = ctx.worktree(sid, spec)
-    found = await worktree.observe(spec.repo, {sid: path}, check_dirty=frozenset({sid}))
-    obs = found[sid]
-    if obs.dirty and not force:
+    found = await worktree.observe(spec.repo, {sid: path}, check_work={sid: delete_branch})
+    risk = found[sid].at_risk if found[sid].health is Health.OK else None
+    if risk and not force:
         raise LockiError(
-            f"the worktree `{path}` of sandbox {sid} has uncommitted changes",
-            hint="commit or stash them, or pass --force to delete them with the sandbox",
+            f"sandbox {sid} would lose work: {risk} (worktree `{path}`)",
+            hint="commit and push, or pass --force to delete it anyway",
         )
     with ctx.state.edit() as editor:
-        editor.set_state(sid, "removed")
+        editor.set_state(sid, "removed", delete_branches=delete_branch)
     await converge(ctx, scope=frozenset({sid}), force=force)
-    print(f"removed sandbox {sid} (its branches are kept)")
+    kept = "its branches were deleted" if delete_branch else "its branches are kept"
+    print(f"removed sandbox {sid} ({kept})")
     return 0

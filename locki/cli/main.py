@@ -92,9 +92,19 @@ def exec_(
 
 
 @app.command
-def new(*, as_json: JsonOpt = False) -> int:
-    """Create a new sandbox of the repository you are in, on branch untitled#locki-<id>."""
-    return _run(lambda ctx: commands.cmd_new(ctx, as_json=as_json))
+def new(
+    *,
+    as_json: JsonOpt = False,
+    branch: Annotated[str | None, Parameter(name=["--branch", "-b"])] = None,
+) -> int:
+    """Create a new sandbox of the repository you are in, without entering it.
+
+    Parameters
+    ----------
+    branch
+        Start on branch BRANCH#locki-<id> instead of untitled#locki-<id>.
+    """
+    return _run(lambda ctx: commands.cmd_new(ctx, as_json=as_json, branch=branch))
 
 
 @app.command(name=["list", "ls"])
@@ -132,12 +142,24 @@ def apply(*, force: ForceOpt = False) -> int:
 
 
 @app.command(name=["remove", "rm"])
-def remove(*, match: MatchOpt = None, force: ForceOpt = False) -> int:
+def remove(
+    *,
+    match: MatchOpt = None,
+    force: ForceOpt = False,
+    delete_branch: Annotated[bool, Parameter(negative="")] = False,
+) -> int:
     """Remove a sandbox: its container, then its worktree. Branches are kept.
 
-    Refuses when the worktree has uncommitted changes, unless --force.
+    Refuses when the worktree has uncommitted changes (untracked files included) or
+    commits found on no other branch or remote, unless --force.
+
+    Parameters
+    ----------
+    delete_branch
+        Also delete the sandbox's own branches (only those ending in #locki-<id>).
     """
-    return _run(lambda ctx: commands.cmd_remove(ctx, match=match, force=force))
+    return _run(lambda ctx: commands.cmd_remove(ctx, match=match, force=force,
+                                                delete_branch=delete_branch))
 
 
 @app.meta.default

@@ -53,15 +53,25 @@ def resolve_image(repo: Path, config: UserConfig) -> str:
     return repo_config.incus_image or config.image or DEFAULT_IMAGE
 
 
-async def create(ctx: Context, cwd: Path) -> Chosen:
+async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None) -> Chosen:
     """Add a new sandbox of the repository holding `cwd` to the desired state."""
     repo = await git.primary_repo(cwd)
     base = await git.default_branch(repo)
-    spec = SandboxSpec(repo=repo, base=base, image=resolve_image(repo, ctx.config))
+    image = resolve_image(repo, ctx.config)
     with ctx.state.edit() as editor:
         sandbox_id = new_id()
         while sandbox_id in editor.state.sandbox:
             sandbox_id = new_id()
+        branch = None
+        if branch_stem is not None:
+            branch = f"{branch_stem}#locki-{sandbox_id}"
+            if not await git.valid_branch_name(branch):
+                raise LockiError(
+                    f"`{branch_stem}` cannot start a branch name: `{branch}` breaks git's "
+                    "rules for branch names",
+                    hint="use letters, digits, `-`, `_`, `/` and `.` (no `..`, spaces or `~^:?*[`)",
+                )
+        spec = SandboxSpec(repo=repo, base=base, image=image, branch=branch)
         editor.add(sandbox_id, spec)
     return Chosen(sandbox_id, spec, created=True)
 

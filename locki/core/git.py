@@ -100,6 +100,15 @@ async def default_branch(repo: Path) -> str:
     )
 
 
+async def valid_branch_name(name: str) -> bool:
+    """Whether git accepts `name` as a branch name (`git check-ref-format --branch`)."""
+    if name.startswith("-") or "\0" in name:
+        return False
+    result = await proc.run(["git", "check-ref-format", "--branch", name], env=host_env(),
+                            check=False)
+    return result.ok
+
+
 def admin_dir(common: Path, worktree: Path) -> Path | None:
     """The `.git/worktrees/<name>` folder git keeps for `worktree`, found from the repo side."""
     target = str(worktree / ".git")

@@ -45,10 +45,14 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
                 await project.ensure(ctx.incus, ctx.project)
             case "worktree.create":
                 assert sid and spec
-                await worktree.create(spec.repo, ctx.worktree(sid, spec), sid, spec.base)
+                await worktree.create(spec.repo, ctx.worktree(sid, spec), sid, spec.base,
+                                      branch=spec.branch)
             case "worktree.remove":
                 assert sid and spec
                 await worktree.remove(spec.repo, ctx.worktree(sid, spec), sid, force=force)
+            case "branches.delete":
+                assert sid and spec
+                await worktree.delete_branches(spec.repo, sid)
             case "container.create":
                 assert sid and spec
                 await container.create(ctx.incus, ctx.container_spec(sid, spec),
@@ -73,13 +77,14 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
                 assert sid
                 await container.delete(ctx.incus, container.container_name(sid), sandbox_id=sid)
             case "state.forget":
-                assert sid
+                assert sid and spec
                 with ctx.state.edit() as editor:
                     current = editor.state.sandbox.get(sid)
-                    # Only if still marked removed: someone may have revived it meanwhile.
-                    if current is not None and current.state == "removed":
+                    # Re-checked under the lock: someone may have revived it meanwhile.
+                    gone = not ctx.worktree(sid, spec).exists()
+                    if current is not None and (current.state == "removed" or gone):
                         editor.forget(sid)
-                log.info("state.forgotten", sandbox=sid)
+                log.info("state.forgotten", sandbox=sid, reason=action.reason)
             case other:
                 raise LockiError(f"unknown action `{other}` in the plan")
 

@@ -44,18 +44,18 @@ async def observe(
 ) -> Observed:
     """Observe the sandboxes in `scope` (all when None) and the runtime."""
     by_repo: dict[Path, dict[str, Path]] = defaultdict(dict)
-    retiring: set[str] = set()
+    retiring: dict[str, bool] = {}
     for sid, spec in desired.sandbox.items():
         if scope is None or sid in scope:
             by_repo[spec.repo][sid] = ctx.worktree(sid, spec)
             if spec.state == "removed":
-                retiring.add(sid)
+                retiring[sid] = spec.delete_branches
 
     worktrees: dict[str, WorktreeObs] = {}
     runtime: list[tuple[Health, str, ProjectObs, dict[str, ContainerObs]]] = []
 
     async def observe_repo(repo: Path, expected: dict[str, Path]) -> None:
-        found = await worktree.observe(repo, expected, check_dirty=frozenset(retiring))
+        found = await worktree.observe(repo, expected, check_work=retiring)
         worktrees.update(found)
 
     async def observe_runtime() -> None:

@@ -21,7 +21,9 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
         actions.append(_project(observed))
     for sid, spec in sorted(desired.sandbox.items()):
         if spec.state == "removed":
-            actions += _retire(sid, observed)
+            actions += _retire(sid, spec, observed, "sandbox removed")
+        elif _folder_deleted(sid, observed):
+            actions += _retire(sid, spec, observed, "its worktree folder was deleted")
         else:
             actions += _sandbox(sid, spec, observed)
     actions += _orphans(desired, observed)
@@ -93,8 +95,20 @@ def _sandbox(sid: str, spec: SandboxSpec, observed: Observed) -> list[Action]:
     ]
 
 
-def _retire(sid: str, observed: Observed) -> list[Action]:
-    """A sandbox marked `removed`: container, then worktree, then the state entry."""
+def _folder_deleted(sid: str, observed: Observed) -> bool:
+    """A sandbox that was created, whose worktree folder the user then deleted.
+
+    Evidence of creation: git still records the worktree, or its container exists. A
+    sandbox with neither was never made, and is simply created.
+    """
+    worktree = observed.worktrees.get(sid)
+    if worktree is None or worktree.health is not Health.MISSING:
+        return False
+    return worktree.recorded or sid in observed.containers
+
+
+def _retire(sid: str, spec: SandboxSpec, observed: Observed, why: str) -> list[Action]:
+    """Container, then worktree (and branches when asked), then the state entry."""
     actions: list[Action] = []
     pending = False
     container = observed.containers.get(sid)
@@ -105,24 +119,27 @@ def _retire(sid: str, observed: Observed) -> list[Action]:
                               sid))
     elif container is not None:
         actions.append(Action(f"sandbox.{sid}.container", Kind.DELETE, "container.delete",
-                              "sandbox removed", sid))
+                              why, sid))
     worktree = observed.worktrees.get(sid)
     if pending and worktree is not None and worktree.health is not Health.MISSING:
         # The container may still mount the worktree: it goes first.
         actions.append(Action(f"sandbox.{sid}.worktree", Kind.NOOP, "worktree.remove",
                               "waits for the container to be deleted", sid))
     elif worktree is not None and worktree.health is Health.OK:
-        dirty = worktree.dirty is not False
-        why = "sandbox removed" + ("; it has uncommitted changes" if dirty else "")
+        risk = worktree.at_risk
         actions.append(Action(f"sandbox.{sid}.worktree", Kind.DELETE, "worktree.remove",
-                              why, sid, destructive=dirty))
+                              f"{why}; {risk}" if risk else why, sid,
+                              destructive=risk is not None))
     elif worktree is not None and worktree.health is Health.UNKNOWN:
         pending = True
         actions.append(Action(f"sandbox.{sid}.worktree", Kind.NOOP, "worktree.remove",
                               f"deletion waits: {worktree.reason}", sid))
-    elif worktree is not None and worktree.health is Health.MISSING:
+    elif worktree is not None and worktree.recorded:
         actions.append(Action(f"sandbox.{sid}.worktree", Kind.DELETE, "worktree.remove",
                               f"prune git's record ({worktree.reason})", sid))
+    if spec.delete_branches and not pending:
+        actions.append(Action(f"sandbox.{sid}.branches", Kind.DELETE, "branches.delete",
+                              f"delete every `*#locki-{sid}` branch, as asked", sid))
     if not pending:
         actions.append(Action(f"sandbox.{sid}", Kind.DELETE, "state.forget",
                               "drop the entry from the desired state", sid))

@@ -29,6 +29,19 @@ class WorktreeObs:
     branch: str | None = None
     head: str | None = None
     dirty: bool | None = None
+    lost_commits: int | None = None
+    recorded: bool = False
+
+    @property
+    def at_risk(self) -> str | None:
+        """Why deleting this worktree would lose work, or None when it would not."""
+        if self.dirty is None:
+            return "its changes could not be checked"
+        if self.dirty:
+            return "it has uncommitted changes"
+        if self.lost_commits:
+            return f"{self.lost_commits} commit(s) exist on no other branch or remote"
+        return None
 
 
 @dataclass(frozen=True)

@@ -56,9 +56,15 @@ def parse_porcelain(output: str) -> list[Record]:
 
 
 async def observe(
-    repo: Path, expected: Mapping[str, Path], *, check_dirty: frozenset[str] = frozenset()
+    repo: Path, expected: Mapping[str, Path], *, check_work: Mapping[str, bool] | None = None
 ) -> dict[str, WorktreeObs]:
-    """The worktrees `expected` (sandbox id -> path) as the repository records them."""
+    """The worktrees `expected` (sandbox id -> path) as the repository records them.
+
+    For the ids in `check_work`, also what removing them would lose: uncommitted changes
+    and commits on no other ref (the sandbox's own branches excluded when the flag says
+    they will be deleted too).
+    """
+    check_work = check_work or {}
     listing = await git.git(repo, "worktree", "list", "--porcelain", "-z", check=False)
     if not listing.ok:
         why = f"cannot list worktrees of `{repo}`: {listing.stderr.strip() or 'git failed'}"
@@ -77,15 +83,48 @@ async def observe(
             continue
         if record.prunable or not path.is_dir():
             result[sandbox_id] = WorktreeObs(
-                path, Health.MISSING, "the folder was deleted; git still records it"
+                path, Health.MISSING, "the folder was deleted; git still records it",
+                recorded=True,
             )
             continue
-        dirty = await is_dirty(repo, path) if sandbox_id in check_dirty else None
+        dirty = lost = None
+        if sandbox_id in check_work:
+            dirty = await is_dirty(repo, path)
+            lost = await lost_commits(repo, record.head, sandbox_id,
+                                      own_branches_go=check_work[sandbox_id])
         where = f"on branch `{record.branch}`" if record.branch else "detached HEAD"
         result[sandbox_id] = WorktreeObs(
-            path, Health.OK, where, branch=record.branch, head=record.head, dirty=dirty
+            path, Health.OK, where, branch=record.branch, head=record.head, dirty=dirty,
+            lost_commits=lost, recorded=True,
         )
     return result
+
+
+async def lost_commits(repo: Path, head: str | None, sandbox_id: str, *,
+                       own_branches_go: bool) -> int:
+    """Commits reachable from `head` and from no other branch, tag or remote-tracking ref."""
+    if not head:
+        return 0
+    exclude = [f"--exclude=*#locki-{sandbox_id}"] if own_branches_go else []
+    counted = await git.git(repo, "rev-list", "--count", head, "--not", *exclude,
+                            "--branches", "--remotes", "--tags")
+    return int(counted.stdout.strip() or 0)
+
+
+async def own_branches(repo: Path, sandbox_id: str) -> list[str]:
+    """Every local branch this sandbox may write: `*#locki-<id>`."""
+    listing = await git.git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/")
+    suffix = f"#locki-{sandbox_id}"
+    return [ref for ref in listing.stdout.splitlines() if ref.endswith(suffix)]
+
+
+async def delete_branches(repo: Path, sandbox_id: str) -> list[str]:
+    """Delete the sandbox's own branches, and only those (exact ref names, no patterns)."""
+    refs = await own_branches(repo, sandbox_id)
+    for ref in refs:
+        await git.git(repo, "update-ref", "-d", ref)
+    log.info("branches.deleted", sandbox=sandbox_id, branches=refs)
+    return refs
 
 
 async def is_dirty(repo: Path, path: Path) -> bool:
@@ -101,7 +140,8 @@ async def is_dirty(repo: Path, path: Path) -> bool:
     return bool(status.stdout.strip())
 
 
-async def create(repo: Path, path: Path, sandbox_id: str, base: str) -> None:
+async def create(repo: Path, path: Path, sandbox_id: str, base: str, *,
+                 branch: str | None = None) -> None:
     """Add the worktree on the sandbox branch, creating the branch from `base` if needed."""
     await git.git(repo, "worktree", "prune")
     if path.exists():
@@ -113,7 +153,7 @@ async def create(repo: Path, path: Path, sandbox_id: str, base: str) -> None:
                 hint="move it away (locki does not delete files it did not make), then apply",
             )
     path.parent.mkdir(parents=True, exist_ok=True)
-    branch = branch_name(sandbox_id)
+    branch = branch or branch_name(sandbox_id)
     exists = await git.git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}",
                            check=False)
     if exists.ok:

@@ -30,6 +30,15 @@ class SandboxSpec(_Strict):
         default="running",
         description="running or stopped; `removed` marks a sandbox being torn down.",
     )
+    branch: str | None = Field(
+        default=None,
+        description="The branch the worktree starts on (default `untitled#locki-<id>`). "
+        "The live branch is observed: the agent may rename it to any `*#locki-<id>`.",
+    )
+    delete_branches: bool = Field(
+        default=False,
+        description="With state `removed`: also delete the sandbox's `*#locki-<id>` branches.",
+    )
 
     @field_validator("repo")
     @classmethod

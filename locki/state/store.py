@@ -103,10 +103,15 @@ class DesiredEditor:
         table["base"] = spec.base
         table["image"] = spec.image
         table["state"] = spec.state
+        if spec.branch is not None:
+            table["branch"] = spec.branch
         self._sandboxes()[sandbox_id] = table
 
-    def set_state(self, sandbox_id: str, state: str) -> None:
-        self._sandboxes()[sandbox_id]["state"] = state
+    def set_state(self, sandbox_id: str, state: str, *, delete_branches: bool = False) -> None:
+        entry = self._sandboxes()[sandbox_id]
+        entry["state"] = state
+        if delete_branches:
+            entry["delete_branches"] = True
 
     def forget(self, sandbox_id: str) -> None:
         sandboxes = self._sandboxes()
