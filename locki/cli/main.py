@@ -36,6 +36,7 @@ app = App(
     result_action="return_value",
     help_format="plaintext",
     exit_on_error=False,
+    suppress_keyboard_interrupt=False,
     print_error=True,
 )
 
@@ -129,8 +130,6 @@ def plan(
     detailed_exitcode
         Exit 0 when nothing would change, 2 when something would, 1 on any failure.
     """
-    if detailed_exitcode:
-        Globals.exit_on_locki_error = 1
     return _run(lambda ctx: commands.cmd_plan(ctx, as_json=as_json,
                                               detailed_exitcode=detailed_exitcode))
 
@@ -172,6 +171,7 @@ def launcher(
                                        help="Show progress events.")] = False,
 ) -> int:
     Globals.runtime = runtime
+    Globals.exit_on_locki_error = 1
     logging_setup.configure(_paths().logs, verbose=verbose)
     result = app(_exec_tokens(list(tokens)))
     return result if isinstance(result, int) else 0
@@ -206,25 +206,39 @@ def _crash_report(exc: BaseException) -> Path | None:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run locki; every outcome becomes an exit code here and nowhere else."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app.meta(list(sys.argv[1:] if argv is None else argv))
+        result = app.meta(args)
         return result if isinstance(result, int) else 0
-    except UsageError as exc:
-        _say(exc)
-        return exc.exit_code
-    except LockiError as exc:
-        _say(exc)
-        return exc.exit_code if exc.exit_code != 1 else Globals.exit_on_locki_error
-    except cyclopts.CycloptsError:
-        return 2  # cyclopts has printed the problem and the usage already
     except KeyboardInterrupt:
         print("locki: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        report = _crash_report(exc)
-        where = f"; details in {report}" if report else ""
-        print(f"locki: unexpected error: {exc!r}{where}", file=sys.stderr)
-        return 3
+    except SystemExit as exc:
+        if exc.code == 130:
+            print("locki: interrupted", file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:
+        code = _failure(exc)
+    # `plan --detailed-exitcode` keeps 2 for "changes": every failure, usage included, is 1
+    # so CI never mistakes a typo for drift.
+    return 1 if "--detailed-exitcode" in args else code
+
+
+def _failure(exc: BaseException) -> int:
+    """Report a failure and choose its exit code."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _failure(exc.exceptions[0])  # one failed task of a task group
+    if isinstance(exc, cyclopts.CycloptsError):
+        return 2  # cyclopts has printed the problem and the usage already
+    if isinstance(exc, LockiError):
+        _say(exc)
+        if isinstance(exc, UsageError) or exc.exit_code != 1:
+            return exc.exit_code
+        return Globals.exit_on_locki_error
+    report = _crash_report(exc)
+    where = f"; details in {report}" if report else ""
+    print(f"locki: unexpected error: {exc!r}{where}", file=sys.stderr)
+    return 3
 
 
 def _say(exc: LockiError) -> None:

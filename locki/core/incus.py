@@ -22,7 +22,12 @@ _TRANSIENT = (
     "context deadline exceeded",
     "try again",
 )
-_UNREACHABLE = ("connection refused", "failed to connect", "unix.socket")
+_UNREACHABLE = (
+    "connection refused",
+    "failed to connect",
+    "unix.socket",
+    "doesn't appear to be started",
+)
 
 
 class Incus:

@@ -48,6 +48,8 @@ async def run(
             args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None, check=False
         )
     except FileNotFoundError as exc:
+        if cwd is not None and not cwd.is_dir():
+            raise LockiError(f"folder `{cwd}` does not exist (needed to run `{args[0]}`)") from exc
         raise LockiError(
             f"`{args[0]}` is not installed or not on PATH", hint="install it, then try again"
         ) from exc

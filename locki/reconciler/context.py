@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from locki.core import runtime
+from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.core.incus import Incus
 from locki.core.paths import Paths
@@ -24,6 +25,7 @@ class Context:
     project: project.ProjectSpec
     state: StateFile
     config: UserConfig
+    identity_persisted: bool = True
 
     def worktree(self, sandbox_id: str, spec: SandboxSpec) -> Path:
         return self.paths.worktree_for(spec.repo, sandbox_id)
@@ -42,31 +44,45 @@ class Context:
         return self.state.read()
 
 
-def installation_id(paths: Paths) -> str:
-    """This installation's id, made once per data dir: it names the Incus project."""
-    path = paths.installation_id_file
+def installation_id(paths: Paths) -> tuple[str, bool]:
+    """This installation's id (it names the Incus project) and whether it is on disk.
+
+    A fresh id is only written by the first apply that changes something, so commands
+    that fail on bad input leave no file behind.
+    """
     try:
-        value = path.read_text().strip()
+        value = paths.installation_id_file.read_text().strip()
     except FileNotFoundError:
-        value = ""
-    if is_sandbox_id(value):
-        return value
+        return new_id(), False
+    if not is_sandbox_id(value):
+        raise LockiError(
+            f"`{paths.installation_id_file}` does not hold an installation id",
+            hint="restore it from a backup, or delete it if this installation has no sandboxes",
+        )
+    return value, True
+
+
+def persist_installation_id(paths: Paths, value: str) -> None:
+    path = paths.installation_id_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = new_id()
     try:
-        # O_EXCL: two first runs at once agree on whichever id landed first.
+        # O_EXCL: of two first runs at once, only one id lands; the other run stops.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        return installation_id(paths)
+        if path.read_text().strip() != value:
+            raise LockiError(
+                "another locki command initialised this installation at the same moment",
+                hint="run the command again",
+            ) from None
+        return
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
-    return value
 
 
 def build(paths: Paths, *, runtime_flag: str | None = None) -> Context:
     config = load(paths.user_config, UserConfig)
     rt = runtime.choose(runtime_flag, config.runtime)
-    iid = installation_id(paths)
+    iid, persisted = installation_id(paths)
     spec = project.ProjectSpec(
         name=project.project_name(iid),
         installation_id=iid,
@@ -82,4 +98,5 @@ def build(paths: Paths, *, runtime_flag: str | None = None) -> Context:
         project=spec,
         state=StateFile(paths.desired_state, lock),
         config=config,
+        identity_persisted=persisted,
     )

@@ -62,6 +62,7 @@ class Action:
 @dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
+    unknown: tuple[str, ...] = ()  # what could not be observed, so was left alone
 
     @property
     def changes(self) -> tuple[Action, ...]:
@@ -73,6 +74,12 @@ class Plan:
 
     def summary(self) -> str:
         counts = {k: sum(1 for a in self.changes if a.kind is k) for k in Kind}
+        if not self.changes and self.unknown:
+            return (
+                "No changes planned, but not everything could be observed ("
+                + "; ".join(self.unknown)
+                + "): nothing is destroyed until it can be."
+            )
         if not self.changes:
             return "No changes: what exists matches the desired state."
         return (

@@ -27,7 +27,10 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
         else:
             actions += _sandbox(sid, spec, observed)
     actions += _orphans(desired, observed)
-    return Plan(tuple(actions))
+    unknown = [f"runtime: {observed.runtime_reason}"] if not observed.runtime_known else []
+    unknown += [f"sandbox {sid}: {w.reason}" for sid, w in sorted(observed.worktrees.items())
+                if w.health is Health.UNKNOWN]
+    return Plan(tuple(actions), tuple(unknown))
 
 
 def _project(observed: Observed) -> Action:

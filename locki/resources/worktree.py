@@ -65,6 +65,9 @@ async def observe(
     they will be deleted too).
     """
     check_work = check_work or {}
+    if not repo.is_dir():
+        why = f"the repository folder `{repo}` does not exist"
+        return {sid: WorktreeObs(path, Health.UNKNOWN, why) for sid, path in expected.items()}
     listing = await git.git(repo, "worktree", "list", "--porcelain", "-z", check=False)
     if not listing.ok:
         why = f"cannot list worktrees of `{repo}`: {listing.stderr.strip() or 'git failed'}"

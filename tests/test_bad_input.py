@@ -1,0 +1,212 @@
+"""Bad input: exit 1 (or 2 for usage), a message naming the file, key or value and the
+fix, and every file left exactly as it was. These run locki in-process; none of them
+needs the runtime, because each fails before anything is created."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from locki.cli.main import run
+from tests.conftest import git
+
+SANDBOXES = (
+    "# mine\n"
+    '[sandbox.abcd1234]\nrepo = "/r/a"\nbase = "main"\nimage = "img"\n\n'
+    '[sandbox.abce5678]\nrepo = "/r/a"\nbase = "main"\nimage = "img"\n'
+)
+
+
+@pytest.fixture
+def incus_runtime(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LOCKI_RUNTIME", "incus")
+    # Point the Incus client at a socket that does not exist: nothing here may need it.
+    monkeypatch.setenv("INCUS_SOCKET", str(home / "no-incus.sock"))
+    return home
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    # Logs may grow, and the `incus` client keeps its own config: neither is user data.
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and not {"logs", ".git", "incus"} & set(p.parts)}
+
+
+def run_in(cwd: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    monkeypatch.chdir(cwd)
+    return run(list(argv))
+
+
+State = Callable[[str], Path]
+
+
+@pytest.fixture
+def state_file(incus_runtime: Path) -> State:
+    def write(text: str) -> Path:
+        path = incus_runtime / ".config" / "locki" / "sandboxes.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+    return write
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[sandbox.abcd1234\n", "is not valid TOML"),
+        (SANDBOXES[:60], "is not valid TOML"),  # a truncated file
+        (SANDBOXES + "colour = 'red'\n", "key `sandbox.abce5678.colour`"),
+        ('[sandbox.abcd1234]\nrepo = 7\nbase = "m"\nimage = "i"\n', "key `sandbox.abcd1234.repo`"),
+        ("sandboxes = []\n", "key `sandboxes`"),
+    ],
+    ids=["broken", "truncated", "unknown-key", "wrong-type", "unknown-table"],
+)
+@pytest.mark.parametrize("command", [["plan"], ["list"], ["apply"], ["new"], ["rm", "-m", "ab"]])
+def test_broken_desired_state(
+    state_file: State, incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], text: str, needle: str, command: list[str],
+) -> None:
+    path = state_file(text)
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, *command) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert needle in err
+    assert "hint:" in err
+    assert "Traceback" not in err
+    assert snapshot(incus_runtime) == before
+
+
+def test_detailed_exitcode_turns_every_failure_into_1(
+    state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state_file("[broken\n")
+    assert run_in(repo, monkeypatch, "plan", "--detailed-exitcode") == 1
+    assert run_in(repo, monkeypatch, "plan", "--detailed-exitcode", "--bogus") == 1
+    assert run_in(repo, monkeypatch, "plan", "--bogus") == 2
+
+
+def test_match_none_or_several(
+    state_file: State, incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file(SANDBOXES)
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, "rm", "-m", "abc") == 1
+    err = capsys.readouterr().err
+    assert "`abc` matches 2 sandboxes: abcd1234, abce5678" in err
+    assert run_in(repo, monkeypatch, "x", "-m", "zzz", "--", "true") == 125
+    assert "no sandbox matches `zzz`" in capsys.readouterr().err
+    assert snapshot(incus_runtime) == before
+
+
+def test_not_a_repository(incus_runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    plain = tmp_path / "plain folder"
+    plain.mkdir()
+    before = snapshot(incus_runtime)
+    assert run_in(plain, monkeypatch, "new") == 1
+    err = capsys.readouterr().err
+    assert f"`{plain}` is not inside a git repository" in err
+    assert run_in(plain, monkeypatch, "x", "--", "true") == 125
+    assert snapshot(incus_runtime) == before
+
+
+def test_bare_repository(incus_runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    assert run_in(bare, monkeypatch, "new") == 1
+    assert "is a bare repository" in capsys.readouterr().err
+
+
+def test_missing_default_branch(incus_runtime: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    git(tmp_path, "init", "-q", "-b", "trunk", str(empty))
+    before = snapshot(incus_runtime)
+    assert run_in(empty, monkeypatch, "new") == 1
+    err = capsys.readouterr().err
+    assert "has no default branch (no origin/HEAD, no main, no master)" in err
+    assert snapshot(incus_runtime) == before
+
+
+@pytest.mark.parametrize(
+    "stem", ["a..b", "has space", "x~1", "-dash", "a:b", "a@{b", "back\\slash", "star*", "q?",
+             "/lead", "new\nline"],
+)
+def test_invalid_branch_names(incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str], stem: str) -> None:
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, "new", f"--branch={stem}") == 1
+    err = capsys.readouterr().err
+    assert f"`{stem}` cannot start a branch name" in err
+    assert snapshot(incus_runtime) == before
+    check = subprocess.run(["git", "check-ref-format", "--branch", f"{stem}#locki-abcd1234"],
+                           capture_output=True)
+    assert check.returncode != 0 or stem.startswith("-")
+
+
+def test_broken_repo_config(incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "locki.toml").write_text('incus_image = "img"\nprivileged = true\n')
+    assert run_in(repo, monkeypatch, "new") == 1
+    err = capsys.readouterr().err
+    assert f"{repo / 'locki.toml'}" in err
+    assert "key `privileged`" in err
+
+
+def test_unknown_runtime_in_config(incus_runtime: Path, repo: Path,
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("LOCKI_RUNTIME")
+    config = incus_runtime / ".config" / "locki" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('runtime = "docker"\n')
+    assert run_in(repo, monkeypatch, "list") == 1
+    err = capsys.readouterr().err
+    assert "key `runtime`" in err
+    assert config.read_text() == 'runtime = "docker"\n'
+
+
+def test_unreachable_runtime_is_unknown_not_empty(
+    state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file(SANDBOXES)
+    assert run_in(repo, monkeypatch, "list", "--json") == 4
+    out, err = capsys.readouterr()
+    assert out.count('"state": "unknown"') == 2
+    assert "sandbox states are unknown" in err
+    assert run_in(repo, monkeypatch, "plan") == 0
+    out = capsys.readouterr().out
+    assert "runtime unknown" in out
+    assert "nothing is destroyed until it can be" in out
+
+
+def test_unexpected_errors_exit_3_with_a_saved_traceback(
+    state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], incus_runtime: Path,
+) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr("locki.reconciler.context.build", boom)
+    assert run_in(repo, monkeypatch, "list") == 3
+    err = capsys.readouterr().err
+    assert "unexpected error: RuntimeError('kaboom')" in err
+    crash = Path(err.rsplit("details in ", 1)[1].strip())
+    assert crash.is_relative_to(incus_runtime)
+    assert "kaboom" in crash.read_text()
+
+
+def test_interrupt_exits_130(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                             incus_runtime: Path) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("locki.reconciler.context.build", interrupted)
+    assert run_in(repo, monkeypatch, "plan") == 130
