@@ -17,6 +17,7 @@ from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.reconciler.context import Context
 from locki.reconciler.observe import observe
+from locki.resources import image as images
 from locki.resources.model import Health
 from locki.state.models import DEFAULT_IMAGE, DesiredState, RepoConfig, SandboxSpec, UserConfig
 from locki.state.store import load
@@ -58,6 +59,7 @@ async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None) -> 
     repo = await git.primary_repo(cwd)
     base = await git.default_branch(repo)
     image = resolve_image(repo, ctx.config)
+    images.resolve(repo, image)  # a bad path or glob fails here, before anything is written
     with ctx.state.edit() as editor:
         sandbox_id = new_id()
         while sandbox_id in editor.state.sandbox:

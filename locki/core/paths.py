@@ -61,6 +61,10 @@ class Paths:
         return self.state_dir / "logs"
 
     @property
+    def image_cache(self) -> Path:
+        return self.state_dir / "image-fingerprints.json"
+
+    @property
     def installation_id_file(self) -> Path:
         return self.data_dir / "installation-id"
 

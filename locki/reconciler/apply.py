@@ -17,8 +17,8 @@ from locki.core.errors import LockiError
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context, persist_installation_id
 from locki.reconciler.model import Action, Plan
-from locki.resources import container, project, worktree
-from locki.state.models import DesiredState
+from locki.resources import container, image, project, worktree
+from locki.state.models import DesiredState, SandboxSpec
 
 log = structlog.get_logger("locki.reconciler.apply")
 CONCURRENCY = 4
@@ -32,6 +32,14 @@ class ApplyFailed(LockiError):
             hint=failures[0][1].hint or "fix the cause, then run `locki apply` again",
         )
         self.failures = failures
+
+
+async def _image_source(ctx: Context, spec: SandboxSpec) -> str:
+    """What `incus create` gets: the reference as-is, or an imported archive's fingerprint."""
+    resolved = image.resolve(spec.repo, spec.image)
+    if isinstance(resolved, str):
+        return resolved
+    return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache))
 
 
 def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
@@ -56,12 +64,14 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
             case "container.create":
                 assert sid and spec
                 await container.create(ctx.incus, ctx.container_spec(sid, spec),
-                                       start=spec.state == "running")
+                                       start=spec.state == "running",
+                                       source=await _image_source(ctx, spec))
             case "container.replace":
                 assert sid and spec
+                source = await _image_source(ctx, spec)
                 await container.delete(ctx.incus, container.container_name(sid), sandbox_id=sid)
                 await container.create(ctx.incus, ctx.container_spec(sid, spec),
-                                       start=spec.state == "running")
+                                       start=spec.state == "running", source=source)
             case "container.device":
                 assert sid and spec
                 await container.ensure_device(ctx.incus, ctx.container_spec(sid, spec))

@@ -90,9 +90,11 @@ def _device_args(spec: ContainerSpec) -> list[str]:
     return [*args, "shift=true"] if spec.uid == 0 else args
 
 
-async def create(incus: Incus, spec: ContainerSpec, *, start: bool) -> None:
+async def create(incus: Incus, spec: ContainerSpec, *, start: bool,
+                 source: str | None = None) -> None:
+    """Create the container from `source` (default: the spec's image reference)."""
     config = {**_labels(spec), **_idmap(spec)}
-    args = ["create", "--quiet", spec.image, spec.name, "--profile", spec.profile]
+    args = ["create", "--quiet", source or spec.image, spec.name, "--profile", spec.profile]
     for key, value in config.items():
         args += ["--config", f"{key}={value}"]
     try:

@@ -1,0 +1,140 @@
+"""Container images: a remote reference or alias as-is, or a local Incus image archive.
+
+A repo's `incus_image` may name an archive (or a glob of them) relative to the repo
+root: a unified tarball, or a split pair of a metadata tarball and a rootfs. With several
+matches the one naming the host architecture wins. Archives are identified by content
+(Incus' fingerprint is the sha256 of the file, or of metadata then rootfs), imported
+once into the shared image store and used by fingerprint after that, so an archive
+Incus already holds is never imported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from locki.core.errors import CommandFailed, LockiError
+from locki.core.incus import Incus
+
+log = structlog.get_logger("locki.resources.image")
+
+ARCH_NAMES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64")}
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tar.xz", ".tar.zst", ".tar.bz2", ".tgz", ".squashfs")
+ROOTFS_SUFFIXES = (".squashfs", ".root", ".rootfs")
+GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A local image: one unified tarball, or metadata plus rootfs."""
+
+    files: tuple[Path, ...]
+
+    @property
+    def label(self) -> str:
+        return " + ".join(p.name for p in self.files)
+
+
+def host_arch() -> str:
+    machine = platform.machine().lower()
+    for arch, names in ARCH_NAMES.items():
+        if machine in names:
+            return arch
+    return machine
+
+
+def looks_like_path(value: str) -> bool:
+    return (
+        value.startswith(("./", "../", "/"))
+        or bool(GLOB_CHARS & set(value))
+        or value.endswith(ARCHIVE_SUFFIXES + ROOTFS_SUFFIXES)
+    )
+
+
+def resolve(repo: Path, value: str, *, arch: str | None = None) -> str | Archive:
+    """What `value` from `repo`'s config names: an image reference, or an archive."""
+    root = repo.resolve()
+    matches = sorted(p for p in root.glob(value) if p.is_file()) if _safe_pattern(value) else []
+    if not matches:
+        if looks_like_path(value):
+            raise LockiError(
+                f"`incus_image = \"{value}\"` matches no file under `{repo}`",
+                hint="give a path or glob relative to the repo root, or an image reference "
+                "such as `images:debian/12`",
+            )
+        return value
+    for path in matches:
+        if not path.resolve().is_relative_to(root):
+            raise LockiError(f"`{path}` lies outside the repository `{repo}`")
+    return _pick(repo, value, matches, arch or host_arch())
+
+
+def _safe_pattern(value: str) -> bool:
+    return not value.startswith("/") and ".." not in Path(value).parts and bool(value)
+
+
+def _pick(repo: Path, value: str, matches: list[Path], arch: str) -> Archive:
+    rootfs = [p for p in matches if p.name.endswith(ROOTFS_SUFFIXES)]
+    if len(matches) > 1:
+        names = ARCH_NAMES.get(arch, (arch,))
+        # The architecture may be named by the file or by a folder above it.
+        preferred = [p for p in matches
+                     if any(n in str(p.relative_to(repo.resolve())) for n in names)]
+        if preferred:
+            matches = preferred
+            rootfs = [p for p in matches if p.name.endswith(ROOTFS_SUFFIXES)]
+    metadata = [p for p in matches if p not in rootfs]
+    if len(metadata) == 1 and len(rootfs) <= 1:
+        return Archive((metadata[0], *rootfs))
+    listing = ", ".join(str(p.relative_to(repo.resolve())) for p in matches)
+    raise LockiError(
+        f"`incus_image = \"{value}\"` matches several archives under `{repo}`: {listing}",
+        hint=f"name the host architecture ({arch}) in one file name, or make the glob exact",
+    )
+
+
+class FingerprintCache:
+    """sha256 of archives, remembered by (path, size, mtime) so big files hash once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def get(self, archive: Archive) -> str:
+        key = "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in archive.files)
+        try:
+            known: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if key in known:
+            return known[key]
+        digest = hashlib.sha256()
+        for part in archive.files:
+            with part.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        known[key] = digest.hexdigest()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(self.path)
+        return known[key]
+
+
+async def ensure(incus: Incus, archive: Archive, cache: FingerprintCache) -> str:
+    """The fingerprint of `archive`, imported into Incus unless it is there already."""
+    fingerprint = cache.get(archive)
+    if await incus.query(f"/1.0/images/{fingerprint}", missing_ok=True) is not None:
+        log.debug("image.present", image=archive.label, fingerprint=fingerprint[:12])
+        return fingerprint
+    try:
+        await incus.run("image", "import", "--quiet", *map(str, archive.files))
+    except CommandFailed as exc:
+        if "already exists" not in exc.stderr:
+            raise
+    log.info("image.imported", image=archive.label, fingerprint=fingerprint[:12])
+    return fingerprint
