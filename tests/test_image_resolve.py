@@ -17,7 +17,9 @@ def _files(root: Path, *names: str) -> None:
         path.write_bytes(name.encode())
 
 
-@pytest.mark.parametrize("value", ["images:ubuntu/24.04", "debian-12", "locki-test", "ubuntu/noble"])
+@pytest.mark.parametrize(
+    "value", ["images:ubuntu/24.04", "debian-12", "locki-test", "ubuntu/noble"]
+)
 def test_references_and_aliases_pass_through(tmp_path: Path, value: str) -> None:
     assert resolve(tmp_path, value) == value
 
