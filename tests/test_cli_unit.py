@@ -56,3 +56,19 @@ def test_broken_user_config_is_named(home: Path, capsys: pytest.CaptureFixture[s
     assert str(config) in err
     assert "`image`" in err
     assert config.read_text() == 'runtime = "incus"\nimage = 3\n'
+
+
+def test_check_validates_a_repo_config(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       home: Path) -> None:
+    config = tmp_path / "locki.toml"
+    config.write_text('incus_image = "images/*.tar.xz"\n')
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "sandbox-amd64.tar.xz").write_bytes(b"x")
+    assert run(["check", str(tmp_path)]) == 0
+    assert "image: sandbox-amd64.tar.xz" in capsys.readouterr().out
+    config.write_text("incus_imgae = 'typo'\n")
+    assert run(["check", str(config), "--json"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown key `incus_imgae`" in err
+    assert "keys allowed there: incus_image" in err
+    assert run(["check", str(tmp_path / "nope.toml")]) == 1

@@ -22,7 +22,8 @@ def test_new_file_gets_a_header_and_the_sandbox(tmp_path: Path) -> None:
     with store.edit() as editor:
         editor.add("abcd1234", SPEC)
     text = store.path.read_text()
-    assert text.startswith("# locki desired state")
+    assert text.startswith("#:schema ")
+    assert "# locki desired state" in text
     assert store.read().sandbox["abcd1234"] == SPEC
 
 

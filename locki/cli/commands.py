@@ -21,8 +21,10 @@ from locki.core.errors import LockiError, RuntimeUnreachable
 from locki.reconciler.context import Context
 from locki.reconciler.converge import converge, preview
 from locki.reconciler.observe import observe
-from locki.resources import container, worktree
+from locki.resources import container, image, worktree
 from locki.resources.model import Health
+from locki.state.models import RepoConfig
+from locki.state.store import load
 
 log = structlog.get_logger("locki.cli")
 
@@ -145,4 +147,22 @@ async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
     await converge(ctx, scope=frozenset({sid}), force=force)
     kept = "its branches were deleted" if delete_branch else "its branches are kept"
     print(f"removed sandbox {sid} ({kept})")
+    return 0
+
+
+def cmd_check(target: Path, *, as_json: bool) -> int:
+    """Validate a repo's `locki.toml` without touching any runtime (for CI)."""
+    path = (target / "locki.toml" if target.is_dir() else target).absolute()
+    if not path.is_file():
+        raise LockiError(f"`{path}` does not exist",
+                         hint="give the path of a locki.toml, or of the repo that holds one")
+    config = load(path, RepoConfig)
+    resolved: str | image.Archive | None = None
+    if config.incus_image:
+        resolved = image.resolve(path.parent, config.incus_image)
+    shown = (resolved.label if isinstance(resolved, image.Archive) else resolved) or "default"
+    if as_json:
+        print(json.dumps({"file": str(path), "ok": True, "image": shown}))
+    else:
+        print(f"ok: {path} (image: {shown})")
     return 0

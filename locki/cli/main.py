@@ -161,6 +161,19 @@ def remove(
                                                 delete_branch=delete_branch))
 
 
+@app.command
+def check(path: Path = Path("."), *, as_json: JsonOpt = False) -> int:
+    """Check a repository's locki.toml: TOML syntax, known keys and types, and that its
+    image (a path or glob of an archive) resolves. Needs no runtime: made for CI.
+
+    Parameters
+    ----------
+    path
+        A locki.toml, or the repository folder holding one.
+    """
+    return commands.cmd_check(path, as_json=as_json)
+
+
 @app.meta.default
 def launcher(
     *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],

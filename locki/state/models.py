@@ -49,6 +49,8 @@ class SandboxSpec(_Strict):
 
 
 class DesiredState(_Strict):
+    """locki's desired state (`sandboxes.toml`): one `[sandbox.<id>]` table per sandbox."""
+
     sandbox: dict[SandboxId, SandboxSpec] = Field(default_factory=dict)
 
 
@@ -62,11 +64,22 @@ class IncusSettings(_Strict):
 
 
 class UserConfig(_Strict):
-    runtime: Literal["lima", "incus"] | None = None
+    """The user's `config.toml`."""
+
+    runtime: Literal["lima", "incus"] | None = Field(
+        default=None, description="Where sandboxes run (LOCKI_RUNTIME and --runtime win)."
+    )
     image: str | None = Field(default=None, description="Default image for new sandboxes.")
     ai: AiSettings = Field(default_factory=AiSettings)
     incus: IncusSettings = Field(default_factory=IncusSettings)
 
 
 class RepoConfig(_Strict):
-    incus_image: str | None = None
+    """A repository's committed `locki.toml`. It cannot grant itself privileges."""
+
+    incus_image: str | None = Field(
+        default=None,
+        description="Image for this repo's sandboxes: a reference (`images:debian/12`), the "
+        "alias of an image in Incus, or a path/glob of a local Incus image archive relative "
+        "to the repo root (the match naming the host architecture wins).",
+    )

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import tomlkit
 from filelock import FileLock, Timeout
@@ -22,10 +22,12 @@ from tomlkit.exceptions import ParseError
 from tomlkit.toml_document import TOMLDocument
 
 from locki.core.errors import LockiError
+from locki.state import schemas
 from locki.state.models import DesiredState, SandboxSpec
 
 M = TypeVar("M", bound=BaseModel)
 
+SCHEMA = "sandboxes.schema.json"
 HEADER = (
     "locki desired state. Edit by hand if you like, then `locki plan` shows what would\n"
     "change and `locki apply` makes it so."
@@ -48,10 +50,36 @@ def validate(path: Path, data: dict[str, Any], model: type[M]) -> M:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(_known_keys(model, first["loc"][:-1])) or "none"
+            raise LockiError(
+                f"`{path}`: unknown key `{key}`{more}",
+                hint=f"remove it or fix its spelling; keys allowed there: {known}",
+            ) from exc
         raise LockiError(
             f"`{path}`: key `{key}`: {first['msg']}{more}",
             hint=f"edit `{path}` and fix `{key}`",
         ) from exc
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the table at `loc` (dict levels such as sandbox ids skipped)."""
+    current: Any = model
+    parts = list(loc)
+    while parts:
+        if get_origin(current) is dict:
+            current = get_args(current)[1]  # the next part is a key such as a sandbox id
+            parts.pop(0)
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return []
+        current = field.annotation
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
 
 
 def load(path: Path, model: type[M]) -> M:
@@ -132,10 +160,8 @@ class StateFile:
         try:
             return parse(self.path, self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            doc = tomlkit.document()
-            for line in HEADER.splitlines():
-                doc.add(tomlkit.comment(line))
-            return doc
+            lines = [schemas.directive(SCHEMA), *(f"# {line}" for line in HEADER.splitlines())]
+            return tomlkit.parse("\n".join(lines) + "\n")
 
     @contextmanager
     def edit(self) -> Iterator[DesiredEditor]:
@@ -156,6 +182,7 @@ class StateFile:
             after = doc.as_string()
             if after != before:
                 validate(self.path, doc.unwrap(), DesiredState)
+                schemas.install_beside(self.path, SCHEMA)
                 write_atomically(self.path, after)
         finally:
             self.lock.release()
