@@ -6,6 +6,7 @@ the resolved cwd) and executes only `Decision.argv`, never what the client sent.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,8 @@ class Caller:
     """Absolute worktree root of this sandbox (trusted)."""
     cwd: Path
     """Already-resolved cwd inside the worktree (trusted)."""
-    remotes: frozenset[str] = frozenset()
-    """Remote names configured in the repo (for push/fetch)."""
+    remotes: Collection[str] = frozenset()
+    """Remote names configured in the repo (for push/fetch); any collection."""
 
     @property
     def suffix(self) -> str:
