@@ -27,8 +27,12 @@ def git(cwd: Path, *args: str) -> str:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A temporary HOME with its own XDG dirs; the real user's are never touched."""
-    root = tmp_path / "home"
+    """A temporary HOME with its own XDG dirs; the real user's are never touched.
+
+    Its path holds a space, a comma and non-ASCII on purpose: every test then proves
+    that such paths survive git, Incus device options and the TOML files.
+    """
+    root = tmp_path / "home, ü x"
     root.mkdir()
     for var, sub in {
         "XDG_CONFIG_HOME": ".config",
@@ -65,7 +69,7 @@ def repo(tmp_path: Path, home: Path) -> Path:
     git(seed, "add", "app.py")
     git(seed, "commit", "-q", "-m", "second")
     git(seed, "push", "-q", str(origin), "main")
-    clone = tmp_path / "work" / "project"
+    clone = tmp_path / "work, ü" / "project"
     clone.parent.mkdir()
     git(tmp_path, "clone", "-q", str(origin), str(clone))
     return clone
