@@ -18,8 +18,10 @@ import structlog
 from locki.cli import render
 from locki.cli.select import Chosen, choose, create
 from locki.core.errors import LockiError, RuntimeUnreachable
+from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
 from locki.reconciler.converge import converge, preview
+from locki.reconciler.model import Plan
 from locki.reconciler.observe import observe
 from locki.resources import container, image, worktree
 from locki.resources.model import Health
@@ -123,8 +125,22 @@ async def cmd_plan(ctx: Context, *, as_json: bool, detailed_exitcode: bool) -> i
     return 0
 
 
+def confirm_destruction(result: Plan) -> bool:
+    """Ask on a terminal before destroying work; without one, the answer is no."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print("These actions destroy work:", file=sys.stderr)
+    for action in result.destructive:
+        print(f"  {action.address}: {action.reason}", file=sys.stderr)
+    print("Type `yes` to go on: ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip() == "yes"
+
+
 async def cmd_apply(ctx: Context, *, force: bool) -> int:
-    result = await converge(ctx, force=force)
+    desired, _, result = await preview(ctx)
+    if result.destructive and not force:
+        force = confirm_destruction(result)
+    await apply(ctx, desired, result, force=force)
     print(result.summary().replace("Plan:", "Applied:") if result.changes
           else result.summary())
     return 0
