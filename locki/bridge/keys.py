@@ -140,18 +140,27 @@ def issue(state_dir: Path, sandbox_id: str, *, rotate: bool = False) -> Credenti
     path = _client_key_path(state_dir, sandbox_id)
     with _lock(state_dir):
         clients = _read(state_dir)
-        key: asyncssh.SSHKey | None = None
         if not rotate and path.exists():
-            key = asyncssh.read_private_key(path)
-            if clients.get(fingerprint(key), {}).get("sandbox") != sandbox_id:
-                key = None
-        if key is None:
-            key = asyncssh.generate_private_key(ALGORITHM, comment=f"locki-{sandbox_id}")
-            _write_private(path, key.export_private_key("openssh"))
+            pem = path.read_bytes()
+            key = asyncssh.import_private_key(pem)
+            if clients.get(fingerprint(key), {}).get("sandbox") == sandbox_id:
+                return Credential(pem, _public(key))
+        key = asyncssh.generate_private_key(ALGORITHM, comment=f"locki-{sandbox_id}")
+        pem = key.export_private_key("openssh")
+        _write_private(path, pem)
         clients = {fp: e for fp, e in clients.items() if e.get("sandbox") != sandbox_id}
         clients[fingerprint(key)] = {"sandbox": sandbox_id, "public_key": _public(key)}
         _write(state_dir, clients)
-        return Credential(key.export_private_key("openssh"), _public(key))
+        return Credential(pem, _public(key))
+
+
+def issued(state_dir: Path, sandbox_id: str) -> str | None:
+    """The public key currently issued to the sandbox, without issuing one."""
+    for entry in _read(state_dir).values():
+        if isinstance(entry, dict) and entry.get("sandbox") == sandbox_id:
+            public = entry.get("public_key")
+            return public if isinstance(public, str) else None
+    return None
 
 
 def revoke(state_dir: Path, sandbox_id: str) -> None:

@@ -1,0 +1,487 @@
+"""The bridge's SSH server: runs a sandbox's git on the host, if the policy allows it.
+
+A container's `git` shim connects (OpenSSH, through the Incus proxy device) to the
+daemon's unix socket and sends one exec request (see `encode`). For each session:
+
+1. the sandbox is the one the authenticating key was issued to (`keys.lookup`),
+   re-checked per session so a revoked key stops working on live connections too;
+2. its worktree comes from the desired state, and the client's cwd is opened inside it
+   one component at a time without following symlinks (`open_inside`);
+3. the policy decides; a refusal exits 1 with the reason and lands in the denied log;
+4. host git runs with the repository's own admin dir for this worktree (never the
+   worktree's `.git` pointer), locki's pinned config and an environment built from
+   scratch; stdio is streamed byte for byte and the exit code passes through.
+
+Nothing else is served: no shell, no pty, no subsystems, no forwarding of any kind, and
+environment requests are ignored (the channel stores them; nothing here reads them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import asyncssh
+import structlog
+from asyncssh.misc import TermModes, TermSize
+
+from locki.bridge import keys
+from locki.core import git
+from locki.core.errors import LockiError
+from locki.core.paths import Paths
+from locki.state.models import SandboxSpec
+from locki.state.store import StateFile
+
+PROTOCOL = "locki-bridge v1"
+PORT = 7022  # inside each container, on its own loopback (the Incus proxy device)
+SOCKET_NAME = "bridge.sock"
+_FIELD = re.compile(r"^:[A-Za-z0-9+/]*={0,2}$")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+log = structlog.get_logger("locki.bridge")
+
+
+class Refused(Exception):
+    """A request the bridge will not serve; the message is the client's."""
+
+
+class Revoked(Refused):
+    """The key authenticated, but its credential has been revoked since."""
+
+
+def socket_path(paths: Paths) -> Path:
+    return paths.private_runtime_dir() / SOCKET_NAME
+
+
+def code_version() -> str:
+    """locki's version and a hash of its code on disk, as the daemon's handshake answer.
+
+    A daemon started before an upgrade (or an edit) answers a different value, so the
+    next `ensure_daemon` replaces it instead of letting old code serve on.
+    """
+    import locki
+
+    package = Path(locki.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and (path.suffix == ".py" or path.parent.name == "guest"):
+            digest.update(str(path.relative_to(package)).encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return f"{locki.__version__}+{digest.hexdigest()[:12]}"
+
+
+def encode(cwd: str, argv: Sequence[str]) -> str:
+    """The exec command for running `argv` in `cwd` (what the guest shim builds)."""
+    fields = [os.fsencode(item) for item in (cwd, *argv)]
+    return " ".join([PROTOCOL, *(":" + base64.b64encode(f).decode("ascii") for f in fields)])
+
+
+def decode(command: str) -> list[str]:
+    """`[cwd, program, *args]` of an exec command; bytes that are not UTF-8 survive as
+    surrogate escapes, so they reach git exactly as the client sent them."""
+    if not command.startswith(PROTOCOL + " "):
+        raise Refused(f"not a {PROTOCOL} request (is the sandbox's git shim up to date?)")
+    fields = command[len(PROTOCOL) + 1:].split(" ")
+    if len(fields) < 2 or not all(_FIELD.match(f) for f in fields):
+        raise Refused(f"malformed {PROTOCOL} request")
+    try:
+        raw = [base64.b64decode(f[1:], validate=True) for f in fields]
+    except binascii.Error as exc:
+        raise Refused(f"malformed {PROTOCOL} request: {exc}") from exc
+    if any(b"\0" in item for item in raw):
+        raise Refused("arguments may not contain NUL bytes")
+    return [os.fsdecode(item) for item in raw]
+
+
+def _parts(root: Path, path: str) -> list[str]:
+    top = str(root)
+    if path != top and not path.startswith(top + "/"):
+        raise Refused(f"`{path}` is not inside this sandbox's worktree `{top}`")
+    parts = [p for p in path[len(top):].split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise Refused(f"`{path}` contains `..`")
+    return parts
+
+
+def _walk(root: Path, parts: Sequence[str], shown: str) -> int:
+    """An fd of the directory `root/parts...`, opened one component at a time."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        device = os.fstat(fd).st_dev
+        for part in parts:
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise Refused(
+                    f"`{shown}`: `{part}` is not a directory inside the worktree "
+                    f"(symlinks are not followed): {exc.strerror}"
+                ) from exc
+            os.close(fd)
+            fd = child
+            if os.fstat(fd).st_dev != device:
+                raise Refused(f"`{shown}` leaves the worktree's file system")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_inside(root: Path, cwd: str) -> int:
+    """A directory fd for `cwd`, which must lie inside `root`; no symlink is followed.
+
+    Each component is opened relative to the fd of its parent with O_NOFOLLOW, so the
+    result is the directory the walk found, whatever the sandbox renames or swaps
+    afterwards: there is no path left to re-resolve. `..` is refused outright rather
+    than resolved, and a walk that leaves the worktree's file system is refused.
+    """
+    return _walk(root, _parts(root, cwd), cwd)
+
+
+def open_file_inside(root: Path, path: Path) -> int:
+    """A read fd for the regular file `path` inside `root`, opened like `open_inside`."""
+    *folders, name = _parts(root, str(path)) or [""]
+    if not name:
+        raise Refused(f"`{path}` is not a file")
+    parent = _walk(root, folders, str(path))
+    try:
+        # O_NONBLOCK: a FIFO the sandbox put there must not hang the open.
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=parent)
+    except OSError as exc:
+        raise Refused(f"cannot open `{path}` (symlinks are not followed): "
+                      f"{exc.strerror}") from exc
+    finally:
+        os.close(parent)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Refused(f"`{path}` is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str
+    argv: list[str]  # what git runs, after the subcommand-level normalisation
+    explanation: str = ""  # for refusals: the reason and the allowed forms
+    writes: bool = False  # serialised per sandbox
+    writes_head: bool = False  # HEAD must be detached or on one of the caller's branches
+    stdin_from: Path | None = None  # a worktree file git reads as its stdin
+
+
+@dataclass(frozen=True)
+class Request:
+    sandbox_id: str
+    worktree: Path
+    cwd: Path
+    remotes: frozenset[str]
+    args: list[str]
+
+
+class Policy(Protocol):
+    def __call__(self, request: Request) -> Verdict: ...
+
+
+def allow_list(request: Request) -> Verdict:
+    """The real allow-list (`locki.bridge.policy`) behind the `Policy` seam."""
+    from locki.bridge import policy
+
+    caller = policy.Caller(
+        sandbox_id=request.sandbox_id, worktree=request.worktree, cwd=request.cwd,
+        remotes=request.remotes,
+    )
+    decision = policy.check_git(request.args, caller)
+    return Verdict(
+        allowed=decision.allowed, reason=decision.reason, argv=list(decision.argv),
+        explanation="" if decision.allowed else policy.explain(decision),
+        writes=decision.writes, writes_head=decision.writes_head,
+        stdin_from=decision.stdin_from,
+    )
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    id: str
+    repo: Path
+    worktree: Path
+
+
+class Bridge:
+    """What every session shares: paths, the policy, the version, the stop signal."""
+
+    def __init__(self, paths: Paths, policy: Policy, version: str,
+                 *, max_processes: int = 32) -> None:
+        self.paths = paths
+        self.policy = policy
+        self.version = version
+        self.stopping = asyncio.Event()
+        self.active = 0
+        self._writers: dict[str, asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(max_processes)
+        found = shutil.which("git", path=git.host_env().get("PATH"))
+        if found is None:
+            raise LockiError("`git` is not on the daemon's PATH", hint="install git")
+        self.git = found
+
+    def sandbox(self, sandbox_id: str) -> Sandbox | None:
+        lock = self.paths.private_runtime_dir() / "state.lock"
+        spec: SandboxSpec | None = StateFile(self.paths.desired_state, lock).read().sandbox.get(
+            sandbox_id)
+        if spec is None or spec.state == "removed":
+            return None
+        return Sandbox(sandbox_id, spec.repo, self.paths.worktree_for(spec.repo, sandbox_id))
+
+    def deny_log(self, sandbox_id: str, cwd: str, args: Sequence[str], reason: str) -> None:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "sandbox": sandbox_id, "cwd": cwd, "argv": list(args), "reason": reason,
+        }
+        line = json.dumps(entry, ensure_ascii=True) + "\n"  # surrogates escaped, one line
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.paths.state_dir / "denied-commands.log",
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, line.encode())  # one O_APPEND write: lines never interleave
+        finally:
+            os.close(fd)
+
+    async def serve(self, process: asyncssh.SSHServerProcess[bytes], key: asyncssh.SSHKey) -> None:
+        """One session, start to exit status; errors become a message, never a hang."""
+        self.active += 1
+        try:
+            process.exit(await self._answer(process, key))
+        except Revoked:
+            process.exit(1)
+            # Drop the whole connection: the client's connection-sharing master would
+            # otherwise keep offering the revoked key after a new one was injected.
+            process.get_extra_info("connection").close()
+        finally:
+            self.active -= 1
+
+    async def _answer(self, process: asyncssh.SSHServerProcess[bytes],
+                      key: asyncssh.SSHKey) -> int:
+        try:
+            return await self._serve(process, key)
+        except Refused as exc:
+            process.stderr.write(f"locki: {exc}\n".encode(errors="surrogateescape"))
+            if isinstance(exc, Revoked):
+                raise
+        except Exception:
+            log.exception("bridge.session_failed")
+            process.stderr.write(b"locki: the bridge failed unexpectedly; see its log "
+                                 b"(bridge.jsonl in locki's state folder on the host)\n")
+            return 3
+        return 1
+
+    async def _serve(self, process: asyncssh.SSHServerProcess[bytes],
+                     key: asyncssh.SSHKey) -> int:
+        identity = keys.lookup(self.paths.state_dir, key)
+        if identity is None:
+            raise Revoked("this sandbox's bridge credential has been revoked; "
+                          "run `locki apply` on the host to issue a new one")
+        command = process.command or ""
+        if identity == keys.ADMIN:
+            return self._control(process, command)
+        cwd, program, *args = decode(command)
+        sandbox = self.sandbox(identity)
+        if sandbox is None:
+            raise Refused(f"sandbox `{identity}` is not in locki's desired state")
+        if program != "git":
+            # Shortcoming: gh and `locki port-forward` from inside are not bridged yet.
+            self.deny_log(identity, cwd, [program, *args], "only git is bridged")
+            raise Refused(f"denied: only git is bridged, not `{program}`")
+        try:
+            fd = open_inside(sandbox.worktree, cwd)
+        except Refused as exc:
+            self.deny_log(identity, cwd, [program, *args], str(exc))
+            raise Refused(f"denied: {exc}") from None
+        try:
+            return await self._git(process, sandbox, fd, cwd, args)
+        finally:
+            os.close(fd)
+
+    def _control(self, process: asyncssh.SSHServerProcess[bytes], command: str) -> int:
+        if command == "locki-bridge ping":
+            process.stdout.write(f"{self.version}\n".encode())
+            return 0
+        if command == "locki-bridge stop":
+            process.stdout.write(b"stopping\n")
+            self.stopping.set()
+            return 0
+        raise Refused(f"unknown control request `{command}`")
+
+    async def _git(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
+                   fd: int, cwd: str, args: list[str]) -> int:
+        common = await git.common_dir(sandbox.repo)
+        admin = git.admin_dir(common, sandbox.worktree)
+        if admin is None:
+            raise Refused(f"git has no record of worktree `{sandbox.worktree}`; "
+                          "run `locki apply` on the host")
+        remotes = await git.git(sandbox.repo, "remote", check=False)
+        request = Request(sandbox.id, sandbox.worktree, Path(cwd),
+                          frozenset(remotes.stdout.split()), args)
+        verdict = self.policy(request)
+        if not verdict.allowed:
+            self.deny_log(sandbox.id, cwd, ["git", *args], verdict.reason)
+            log.info("bridge.denied", sandbox=sandbox.id, argv=args, reason=verdict.reason)
+            text = verdict.explanation or f"denied: {verdict.reason}"
+            process.stderr.write(f"locki: {text.rstrip()}\n".encode(errors="surrogateescape"))
+            return 1
+        scope = [f"--git-dir={admin}", f"--work-tree={sandbox.worktree}"]
+        argv = [self.git, *git.argv(*scope, *verdict.argv)[1:]]
+        stdin = None
+        if verdict.stdin_from is not None:
+            stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
+        log.info("bridge.git", sandbox=sandbox.id, argv=verdict.argv, cwd=cwd)
+        try:
+            async with self._slots:
+                if not verdict.writes:
+                    return await self._run(process, argv, fd, stdin)
+                # One writer per sandbox at a time, so the HEAD check below still holds
+                # when the command runs (only bridged commands move this worktree's HEAD).
+                async with self._writers.setdefault(sandbox.id, asyncio.Lock()):
+                    if verdict.writes_head:
+                        await self._check_head(sandbox, scope)
+                    return await self._run(process, argv, fd, stdin)
+        finally:
+            if stdin is not None:
+                os.close(stdin)
+
+    async def _check_head(self, sandbox: Sandbox, scope: list[str]) -> None:
+        head = await git.git(sandbox.repo, *scope, "symbolic-ref", "-q", "HEAD", check=False)
+        ref = head.stdout.strip()
+        if head.returncode == 1 and not ref:
+            return  # detached: the command makes no branch move
+        if not ref.startswith("refs/heads/") or not ref.endswith(f"#locki-{sandbox.id}"):
+            raise Refused(
+                f"denied: HEAD is on `{ref.removeprefix('refs/heads/') or '?'}`, not on one "
+                f"of this sandbox's branches; switch to `<topic>#locki-{sandbox.id}` first"
+            )
+
+    async def _run(self, process: asyncssh.SSHServerProcess[bytes], argv: list[str],
+                   fd: int, stdin: int | None) -> int:
+        # The child's cwd is the directory `open_inside` opened, named through the fd:
+        # the kernel resolves /proc/self/fd/N to that very directory, not by re-walking a
+        # path the sandbox could have changed since. pass_fds keeps N open in the child
+        # until its chdir (on Linux the daemon's host; other hosts fchdir before exec).
+        if sys.platform == "linux":
+            where: dict[str, object] = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
+        else:
+            # Shortcoming: a preexec hook is not thread-safe; the daemon starts no threads.
+            where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd,)}
+        child = await asyncio.create_subprocess_exec(
+            *[os.fsencode(a) for a in argv],
+            stdin=asyncio.subprocess.PIPE if stdin is None else stdin,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
+        )
+        try:
+            # No channel EOF when git's stdout ends: an OpenSSH client whose stdin is
+            # already at EOF closes the channel on our EOF, and asyncssh then drops the
+            # exit status. `exit` below sends the status first, then closes.
+            await process.redirect(stdin=child.stdin, stdout=child.stdout, stderr=child.stderr,
+                                   send_eof=False)
+            await process.stdout.drain()
+            await process.stderr.drain()
+            code = await child.wait()
+        finally:
+            if child.returncode is None:  # the client went away mid-command
+                child.terminate()
+                await child.wait()
+        return code if code >= 0 else 128 - code
+
+
+class _Process(asyncssh.SSHServerProcess[bytes]):
+    """An exec-only session: shell, pty and subsystem requests are refused."""
+
+    def shell_requested(self) -> bool:
+        return False
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return False
+
+    def pty_requested(self, term_type: str, term_size: TermSize, term_modes: TermModes) -> bool:
+        return False
+
+
+class _Connection(asyncssh.SSHServer):
+    """One client connection: public-key auth against the credential registry."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.key: asyncssh.SSHKey | None = None
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if keys.lookup(self.bridge.paths.state_dir, key) is None:
+            return False
+        self.key = key
+        return True
+
+    def session_requested(self) -> _Process:
+        key = self.key
+        assert key is not None  # sessions exist only after authentication
+
+        def handler(process: asyncssh.SSHServerProcess[bytes]) -> Awaitable[None]:
+            return self.bridge.serve(process, key)
+
+        return _Process(handler, None, 0, False)
+
+
+def answering(path: Path) -> bool:
+    """Whether some process accepts connections on the unix socket `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(2)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def bind(path: Path) -> socket.socket:
+    """A listening unix socket at `path`, mode 0600 from the start."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def listen(bridge: Bridge, sock: socket.socket) -> asyncssh.SSHAcceptor:
+    host_key = keys.host_key(bridge.paths.state_dir)
+    keys.admin_key(bridge.paths.state_dir)
+    factory: Callable[[], asyncssh.SSHServer] = lambda: _Connection(bridge)  # noqa: E731
+    return await asyncssh.listen(
+        sock=sock, server_factory=factory, server_host_keys=[host_key],
+        encoding=None, allow_pty=False, agent_forwarding=False, x11_forwarding=False,
+        allow_scp=False, line_editor=False, login_timeout=20, keepalive_interval=30,
+    )
