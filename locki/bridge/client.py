@@ -70,7 +70,7 @@ async def ping(paths: Paths, *, timeout: float = 5.0) -> str | None:
     return await _control(paths, "ping", timeout)
 
 
-def _peer_pid(paths: Paths) -> int | None:
+def daemon_pid(paths: Paths) -> int | None:
     """The pid of the process listening on the socket, from the kernel (Linux only)."""
     if sys.platform != "linux":
         return None
@@ -89,7 +89,7 @@ def _peer_pid(paths: Paths) -> int | None:
 async def _gone(paths: Paths, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _peer_pid(paths) is None:
+        if daemon_pid(paths) is None:
             return True
         await asyncio.sleep(0.05)
     return False
@@ -97,7 +97,7 @@ async def _gone(paths: Paths, timeout: float) -> bool:
 
 async def stop(paths: Paths, *, timeout: float = 15.0) -> None:
     """Ask the daemon to stop and wait until it has; a daemon that is not there is fine."""
-    pid = _peer_pid(paths)
+    pid = daemon_pid(paths)
     if await _control(paths, "stop", 5.0) is None and pid is None:
         server.socket_path(paths).unlink(missing_ok=True)  # nobody listens on it
         return
@@ -168,6 +168,8 @@ async def ensure_daemon(paths: Paths, *, timeout: float = 20.0) -> None:
         start(paths)
         while time.monotonic() < deadline:
             got = await ping(paths, timeout=2.0)
+            # Recomputed: an upgrade landing meanwhile changes what the new daemon hashed.
+            want = server.code_version()
             if got == want:
                 log.info("bridge.started", version=want)
                 return

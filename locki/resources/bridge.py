@@ -105,7 +105,7 @@ Host locki-bridge
     ControlPersist 60s
     ServerAliveInterval 15
     ConnectTimeout 10
-    LogLevel ERROR
+    LogLevel QUIET
 """
 
 

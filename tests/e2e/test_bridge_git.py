@@ -260,3 +260,48 @@ def test_inject_twice_keeps_the_same_credential(box: Box, paths: Paths) -> None:
     assert mode == b"600 root\n"
     assert box.exec("git", "status").returncode == 0
     assert os.stat(server.socket_path(paths)).st_mode & 0o777 == 0o600
+
+
+def test_message_files_are_read_without_following_symlinks(box: Box, repo: Path) -> None:
+    made = box.exec("sh", "-c", "printf 'from a file\\n' > msg.txt && ln -s /etc/hostname leak")
+    assert made.returncode == 0, made.stderr
+    assert box.exec("git", "add", "msg.txt").returncode == 0
+    commit = box.exec("git", "commit", "-q", "-F", "msg.txt")
+    assert commit.returncode == 0, commit.stderr
+    branch = f"untitled#locki-{box.id}"
+    assert git(repo, "log", "-1", "--format=%B", branch) == "from a file"
+    leak = box.exec("git", "commit", "-q", "--allow-empty", "-F", "leak")
+    assert leak.returncode == 1
+    assert b"symlinks are not followed" in leak.stderr, leak.stderr
+    assert git(repo, "log", "-1", "--format=%B", branch) == "from a file"
+
+
+def test_commits_need_head_on_one_of_the_sandboxs_branches(box: Box, repo: Path) -> None:
+    git(box.worktree, "switch", "-q", "-c", "made-on-the-host")
+    refused = box.exec("git", "commit", "-q", "--allow-empty", "-m", "x")
+    assert refused.returncode == 1
+    assert b"HEAD is on `made-on-the-host`" in refused.stderr, refused.stderr
+    assert git(repo, "log", "-1", "--format=%s", "made-on-the-host") == "second"
+    moved = box.exec("git", "switch", "-q", f"untitled#locki-{box.id}")
+    assert moved.returncode == 0, moved.stderr
+    assert box.exec("git", "commit", "-q", "--allow-empty", "-m", "x").returncode == 0
+
+
+def test_many_commands_at_once(box: Box) -> None:
+    script = (
+        "for i in 1 2 3 4 5 6 7 8; do git log --format=%s > /tmp/out.$i 2>&1 & done; wait;"
+        " cat /tmp/out.*"
+    )
+    together = box.exec("sh", "-c", script)
+    assert together.returncode == 0, together.stderr
+    assert together.stdout.decode().splitlines() == ["second", "first"] * 8
+
+
+def test_a_stopped_bridge_is_explained(box: Box, paths: Paths) -> None:
+    assert box.exec("git", "status").returncode == 0
+    asyncio.run(client.stop(paths))
+    down = box.exec("git", "status")
+    assert down.returncode == 255
+    assert down.stderr.startswith(b"locki: git could not reach the host bridge"), down.stderr
+    asyncio.run(client.ensure_daemon(paths))
+    assert box.exec("git", "status").returncode == 0
