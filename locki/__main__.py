@@ -1,3 +1,3 @@
-from locki.cli.main import main
+from locki.cli.entry import main
 
 main()

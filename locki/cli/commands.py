@@ -8,7 +8,6 @@ own code through, 125 when locki failed before running it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import structlog
 
 from locki.cli import render
 from locki.cli.select import Chosen, choose, create
+from locki.core import sandbox_exec
 from locki.core.errors import LockiError, RuntimeUnreachable
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
@@ -30,8 +30,6 @@ from locki.state.store import load
 
 log = structlog.get_logger("locki.cli")
 
-LOGIN_SHELL = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash -l || exec sh -l"]
-FORWARDED_ENV = ("TERM", "COLORTERM", "LANG", "TERM_PROGRAM")
 
 
 async def cmd_new(ctx: Context, *, as_json: bool, branch: str | None) -> int:
@@ -46,15 +44,6 @@ async def cmd_new(ctx: Context, *, as_json: bool, branch: str | None) -> int:
         print(f"created sandbox {chosen.sandbox_id}\n  worktree: {path}\n"
               f"  enter it: locki x -m {chosen.sandbox_id}")
     return 0
-
-
-def _inside_cwd(cwd: Path, root: Path) -> Path:
-    """The same folder inside the container when `cwd` is in the worktree, else its root."""
-    try:
-        cwd.resolve().relative_to(root.resolve())
-    except ValueError:
-        return root
-    return cwd.resolve()
 
 
 async def prepare_exec(ctx: Context, *, match: str | None, new: bool,
@@ -73,11 +62,9 @@ async def prepare_exec(ctx: Context, *, match: str | None, new: bool,
             hint="run the command again to get a new sandbox, or pick another with -m",
         )
     root = ctx.worktree(sid, chosen.spec)
-    env = {"IS_SANDBOX": "1", "LOCKI_SANDBOX": sid}
-    env.update({k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)})
     return container.exec_argv(
-        ctx.incus, container.container_name(sid), cwd=_inside_cwd(cwd, root),
-        command=command or LOGIN_SHELL, env=env,
+        ctx.incus, container.container_name(sid), cwd=sandbox_exec.inside_cwd(cwd, root),
+        command=command, env=sandbox_exec.exec_env(sid),
     )
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from xdg_base_dirs import xdg_config_home, xdg_data_home, xdg_runtime_dir, xdg_state_home
 
@@ -19,8 +18,9 @@ from locki.core.errors import LockiError
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
+    """Where locki keeps things. A NamedTuple: `locki x` imports this on its fast path."""
+
     config_dir: Path
     data_dir: Path
     state_dir: Path
@@ -30,6 +30,8 @@ class Paths:
     def from_env(cls) -> Paths:
         xdg_runtime = xdg_runtime_dir()
         if xdg_runtime is None:
+            import tempfile
+
             runtime = Path(tempfile.gettempdir()) / f"locki-{os.getuid()}"
         else:
             runtime = xdg_runtime / "locki"

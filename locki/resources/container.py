@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from locki.core import sandbox_exec
 from locki.core.errors import CommandFailed
 from locki.core.incus import Incus
 from locki.resources.model import ContainerObs
@@ -42,9 +43,7 @@ class ContainerSpec:
         return container_name(self.sandbox_id)
 
 
-def container_name(sandbox_id: str) -> str:
-    # Instance names may not start with a digit; ids may.
-    return f"locki-{sandbox_id}"
+container_name = sandbox_exec.container_name
 
 
 def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | None:
@@ -141,7 +140,4 @@ def exec_argv(
     incus: Incus, name: str, *, cwd: Path, command: Sequence[str], env: Mapping[str, str]
 ) -> list[str]:
     """The argv that runs `command` in the container, in `cwd`, with `env` set."""
-    args = ["exec", name, "--cwd", str(cwd)]
-    for key, value in env.items():
-        args += ["--env", f"{key}={value}"]
-    return incus.argv(*args, "--", *command)
+    return incus.argv(*sandbox_exec.exec_args(name, cwd=cwd, command=command, env=env))

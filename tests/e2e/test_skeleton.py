@@ -139,3 +139,14 @@ def test_remove_of_a_clean_sandbox_needs_no_force(locki: Locki, repo: Path) -> N
     assert removed.returncode == 0, removed.stderr
     assert locki.containers() == []
     assert not Path(str(box["worktree"])).exists()
+
+
+def test_a_container_stopped_by_hand_is_started_again(locki: Locki, repo: Path) -> None:
+    assert locki("x", "--", "true", cwd=repo).returncode == 0
+    box = _only_sandbox(locki, repo)
+    incus("--project", locki.project, "stop", "--force", f"locki-{box['id']}")
+    assert _only_sandbox(locki, repo)["state"] == "stopped"
+    # The lean path sees the container is not ready and hands over to the full one.
+    again = locki("x", "-m", str(box["id"]), "--", "cat", "/proc/1/comm", cwd=repo)
+    assert again.stdout == "systemd\n", again.stderr
+    assert _only_sandbox(locki, repo)["state"] == "running"
