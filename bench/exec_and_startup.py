@@ -22,7 +22,8 @@ def main() -> None:
         made = subprocess.run([*LOCKI, "new", "--json"], cwd=repo, env=env,
                               capture_output=True, text=True, check=True)
         sid = json.loads(made.stdout)["id"]
-        project = f"locki-{(repo.parent / 'home/.local/share/locki/installation-id').read_text().strip()}"
+        id_file = repo.parent / "home/.local/share/locki/installation-id"
+        project = f"locki-{id_file.read_text().strip()}"
 
         def locki_x() -> None:
             subprocess.run([*LOCKI, "x", "--", "true"], cwd=repo, env=env, check=True)
