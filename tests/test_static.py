@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [
         [str(BIN / "mypy")],
         [str(BIN / "lint-imports")],
-        [str(BIN / "ruff"), "check", "locki", "tests"],
+        [str(BIN / "ruff"), "check", "locki", "tests", "bench"],
     ],
     ids=["mypy-strict", "import-layers", "ruff"],
 )

@@ -304,6 +304,8 @@ class Bridge:
             # Shortcoming: gh and `locki port-forward` from inside are not bridged yet.
             self.deny_log(identity, cwd, [program, *args], "only git is bridged")
             raise Refused(f"denied: only git is bridged, not `{program}`")
+        # Shortcoming: a cwd inside one of the sandbox's includes (`.locki/include/<name>`,
+        # another repo's worktree) is refused until includes exist in the desired state.
         try:
             fd = open_inside(sandbox.worktree, cwd)
         except Refused as exc:

@@ -46,11 +46,11 @@ async def cmd_new(ctx: Context, *, as_json: bool, branch: str | None) -> int:
     return 0
 
 
-async def prepare_exec(ctx: Context, *, match: str | None, new: bool,
+async def prepare_exec(ctx: Context, *, match: str | None, new: bool, interactive: bool,
                        command: list[str]) -> list[str]:
     """Choose and converge the sandbox; return the argv that runs `command` in it."""
     cwd = Path.cwd()
-    chosen: Chosen = await choose(ctx, match=match, new=new, cwd=cwd)
+    chosen: Chosen = await choose(ctx, match=match, new=new, cwd=cwd, interactive=interactive)
     sid = chosen.sandbox_id
     if chosen.spec.state != "running":
         with ctx.state.edit() as editor:
@@ -134,8 +134,9 @@ async def cmd_apply(ctx: Context, *, force: bool) -> int:
 
 
 async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
-                     delete_branch: bool) -> int:
-    chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
+                     delete_branch: bool, interactive: bool = False) -> int:
+    chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False,
+                          interactive=interactive)
     sid, spec = chosen.sandbox_id, chosen.spec
     path = ctx.worktree(sid, spec)
     found = await worktree.observe(spec.repo, {sid: path}, check_work={sid: delete_branch})

@@ -25,7 +25,7 @@ EXEC_NAMES = ("exec", "x")
 # Options `locki x` reads before the command; everything from the first other word on
 # belongs to the command (so `locki x grep -n foo` never takes `-n` for itself).
 EXEC_VALUE_OPTIONS = {"-m", "--match", "--runtime"}
-EXEC_FLAG_OPTIONS = {"-n", "--new", "-v", "--verbose", "-h", "--help"}
+EXEC_FLAG_OPTIONS = {"-n", "--new", "-i", "--interactive", "-v", "--verbose", "-h", "--help"}
 
 app = App(
     name="locki",
@@ -58,6 +58,8 @@ def _run(body: Callable[[context.Context], Awaitable[int]]) -> int:
 MatchOpt = Annotated[str | None, Parameter(name=["--match", "-m"],
                                             help="Sandbox id prefix, or part of its branch.")]
 JsonOpt = Annotated[bool, Parameter(name="--json", negative="", help="Print JSON.")]
+InteractiveOpt = Annotated[bool, Parameter(name=["--interactive", "-i"], negative="",
+                                           help="Pick the sandbox from a list.")]
 ForceOpt = Annotated[bool, Parameter(name=["--force", "-f"], negative="",
                                      help="Allow actions that destroy uncommitted work.")]
 
@@ -68,6 +70,7 @@ def exec_(
     match: MatchOpt = None,
     new: Annotated[bool, Parameter(name=["--new", "-n"], negative="",
                                    help="Run in a new sandbox of this repository.")] = False,
+    interactive: InteractiveOpt = False,
 ) -> int:
     """Run COMMAND in a sandbox (a login shell when none is given).
 
@@ -83,7 +86,8 @@ def exec_(
     Globals.exit_on_locki_error = 125
 
     async def body(ctx: context.Context) -> list[str]:
-        return await commands.prepare_exec(ctx, match=match, new=new, command=list(command))
+        return await commands.prepare_exec(ctx, match=match, new=new, interactive=interactive,
+                                           command=list(command))
 
     ctx = context.build(_paths(), runtime_flag=Globals.runtime)
     argv = anyio.run(body, ctx)
@@ -146,6 +150,7 @@ def remove(
     match: MatchOpt = None,
     force: ForceOpt = False,
     delete_branch: Annotated[bool, Parameter(negative="")] = False,
+    interactive: InteractiveOpt = False,
 ) -> int:
     """Remove a sandbox: its container, then its worktree. Branches are kept.
 
@@ -158,7 +163,8 @@ def remove(
         Also delete the sandbox's own branches (only those ending in #locki-<id>).
     """
     return _run(lambda ctx: commands.cmd_remove(ctx, match=match, force=force,
-                                                delete_branch=delete_branch))
+                                                delete_branch=delete_branch,
+                                                interactive=interactive))
 
 
 @app.command

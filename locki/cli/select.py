@@ -99,13 +99,52 @@ async def _current_repo(cwd: Path) -> Path | None:
         return None
 
 
+NEW = "(a new sandbox)"
+
+
+def _tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+async def pick(ctx: Context, candidates: dict[str, SandboxSpec], *, cwd: Path,
+               allow_create: bool) -> Chosen:
+    """Ask on the terminal which sandbox (or a new one); never called without a TTY."""
+    import questionary  # only here: a picker is rare, and its import is not free
+
+    observed = await observe(ctx, DesiredState(sandbox=candidates), scope=frozenset(candidates))
+    choices = []
+    for sid, spec in sorted(candidates.items()):
+        obs = observed.worktrees.get(sid)
+        branch = obs.branch if obs and obs.branch else (obs.reason if obs else "?")
+        choices.append(questionary.Choice(f"{sid}  {branch}  ({spec.repo.name})", value=sid))
+    if allow_create:
+        choices.append(questionary.Choice(NEW, value=NEW))
+    if not choices:
+        raise LockiError("there are no sandboxes to choose from",
+                         hint="`locki x` in a repository creates one")
+    answer = await questionary.select("Which sandbox?", choices=choices).ask_async()
+    if answer is None:
+        raise KeyboardInterrupt
+    if answer == NEW:
+        return await create(ctx, cwd)
+    return Chosen(answer, candidates[answer])
+
+
 async def choose(
-    ctx: Context, *, match: str | None, new: bool, cwd: Path, allow_create: bool = True
+    ctx: Context, *, match: str | None, new: bool, cwd: Path, allow_create: bool = True,
+    interactive: bool = False,
 ) -> Chosen:
     desired = ctx.read_desired()
     live = _live(desired)
     if new:
         return await create(ctx, cwd)
+    if interactive:
+        if not _tty():
+            raise LockiError("-i needs a terminal to ask on",
+                             hint="pick the sandbox with -m ID instead")
+        repo = await _current_repo(cwd)
+        mine = {k: v for k, v in live.items() if v.repo == repo} if repo else live
+        return await pick(ctx, mine, cwd=cwd, allow_create=allow_create and repo is not None)
     if match is None:
         here = worktree_sandbox(ctx, desired, cwd)
         if here is not None and here in live:
@@ -128,6 +167,8 @@ async def choose(
     if len(mine) == 1:
         sid, spec = next(iter(mine.items()))
         return Chosen(sid, spec)
+    if _tty():
+        return await pick(ctx, mine, cwd=cwd, allow_create=allow_create)
     listing = ", ".join(sorted(mine))
     raise LockiError(
         f"`{repo}` has {len(mine)} sandboxes: {listing}",

@@ -73,7 +73,8 @@ def profile_device(paths: Paths) -> dict[str, str]:
         "type": "proxy",
         "bind": "container",
         "listen": f"tcp:127.0.0.1:{server.PORT}",
-        "connect": f"unix:{server.socket_path(paths)}",
+        # The plain path, without creating the folder: planning does no I/O.
+        "connect": f"unix:{paths.runtime_dir / server.SOCKET_NAME}",
     }
 
 

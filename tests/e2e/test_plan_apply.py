@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from tests.e2e.conftest import IMAGE, Locki, incus
 pytestmark = pytest.mark.e2e
 
 
-def _in_a_terminal(locki: Locki, cwd: Path, answer: str, *args: str) -> tuple[int, str]:
+def _in_a_terminal(locki: Locki, cwd: Path, answer: str, *args: str,
+                   prompt: bytes = b"Type `yes`") -> tuple[int, str]:
     """Run locki with a pseudo-terminal, answer its question, return (code, output)."""
     leader, follower = os.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "locki", *args], cwd=cwd, env=locki.env,
@@ -23,12 +25,12 @@ def _in_a_terminal(locki: Locki, cwd: Path, answer: str, *args: str) -> tuple[in
     os.close(follower)
     seen = b""
     deadline = time.monotonic() + 120
-    while b"Type `yes`" not in seen and time.monotonic() < deadline:
+    while prompt not in seen and time.monotonic() < deadline:
         try:
             seen += os.read(leader, 4096)
         except OSError:
             break
-    os.write(leader, answer.encode() + b"\n")
+    os.write(leader, answer.encode() + (b"" if answer.endswith("\r") else b"\n"))
     while True:
         try:
             chunk = os.read(leader, 4096)
@@ -79,8 +81,6 @@ def test_stopping_by_hand_edit_and_json_plan(locki: Locki, repo: Path) -> None:
     state = locki.config_dir / "sandboxes.toml"
     state.write_text(state.read_text().replace('state = "running"', 'state = "stopped"'))
     planned = locki("plan", "--json", cwd=repo)
-    import json
-
     doc = json.loads(planned.stdout)
     changes = [a for a in doc["actions"] if a["action"] != "noop"]
     assert [(a["address"].split(".")[-1], a["op"]) for a in changes] == [
@@ -92,3 +92,18 @@ def test_stopping_by_hand_edit_and_json_plan(locki: Locki, repo: Path) -> None:
     # `locki x` wants it running again, and says so in the desired state.
     assert locki("x", "--", "true", cwd=repo).returncode == 0
     assert 'state = "running"' in state.read_text()
+
+
+def test_several_sandboxes_ask_on_a_terminal_and_name_them_without(
+    locki: Locki, repo: Path
+) -> None:
+    ids = sorted(json.loads(locki("new", "--json", cwd=repo).stdout)["id"] for _ in range(2))
+    plain = locki("x", "--", "true", cwd=repo)
+    assert plain.returncode == 125
+    assert f"has 2 sandboxes: {ids[0]}, {ids[1]}" in plain.stderr
+    assert "-m ID" in plain.stderr
+    # Down once, then Enter: the second sandbox in id order.
+    code, output = _in_a_terminal(locki, repo, "\x1b[B\r", "x", "--", "sh", "-c",
+                                  "echo in=$LOCKI_SANDBOX", prompt=b"Which sandbox?")
+    assert code == 0, output
+    assert f"in={ids[1]}" in output
