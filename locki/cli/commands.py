@@ -124,10 +124,11 @@ def confirm_destruction(result: Plan) -> bool:
 
 
 async def cmd_apply(ctx: Context, *, force: bool) -> int:
-    desired, _, result = await preview(ctx)
-    if result.destructive and not force:
-        force = confirm_destruction(result)
-    await apply(ctx, desired, result, force=force)
+    with ctx.writer():
+        desired, _, result = await preview(ctx)
+        if result.destructive and not force:
+            force = confirm_destruction(result)
+        await apply(ctx, desired, result, force=force)
     print(result.summary().replace("Plan:", "Applied:") if result.changes
           else result.summary())
     return 0

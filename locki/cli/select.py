@@ -54,13 +54,22 @@ def resolve_image(repo: Path, config: UserConfig) -> str:
     return repo_config.incus_image or config.image or DEFAULT_IMAGE
 
 
-async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None) -> Chosen:
-    """Add a new sandbox of the repository holding `cwd` to the desired state."""
+async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None,
+                 unless_one_exists: bool = False) -> Chosen:
+    """Add a new sandbox of the repository holding `cwd` to the desired state.
+
+    With `unless_one_exists`, a sandbox of the repo that another command added meanwhile
+    (checked under the lock) is returned instead: two `locki x` at once make one sandbox.
+    """
     repo = await git.primary_repo(cwd)
     base = await git.default_branch(repo)
     image = resolve_image(repo, ctx.config)
     images.resolve(repo, image)  # a bad path or glob fails here, before anything is written
     with ctx.state.edit() as editor:
+        if unless_one_exists:
+            mine = {k: v for k, v in _live(editor.state).items() if v.repo == repo}
+            if len(mine) == 1:
+                return Chosen(*next(iter(mine.items())))
         sandbox_id = new_id()
         while sandbox_id in editor.state.sandbox:
             sandbox_id = new_id()
@@ -161,8 +170,9 @@ async def choose(
     if not mine:
         if not allow_create:
             raise LockiError(f"`{repo}` has no sandbox", hint="create one with `locki new`")
-        chosen = await create(ctx, cwd)
-        print(f"locki: created sandbox {chosen.sandbox_id} for {repo}", file=sys.stderr)
+        chosen = await create(ctx, cwd, unless_one_exists=True)
+        if chosen.created:
+            print(f"locki: created sandbox {chosen.sandbox_id} for {repo}", file=sys.stderr)
         return chosen
     if len(mine) == 1:
         sid, spec = next(iter(mine.items()))

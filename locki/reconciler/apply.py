@@ -15,7 +15,7 @@ import structlog
 
 from locki.core.errors import LockiError
 from locki.core.retry import retry_transient
-from locki.reconciler.context import Context, persist_installation_id
+from locki.reconciler.context import Context
 from locki.reconciler.model import Action, Plan
 from locki.resources import container, image, project, worktree
 from locki.state.models import DesiredState, SandboxSpec
@@ -109,8 +109,8 @@ async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool 
             f"the plan would destroy work:\n  {listing}",
             hint="look at `locki plan`; rerun with --force if that is what you want",
         )
-    if plan.changes and not ctx.identity_persisted:
-        persist_installation_id(ctx.paths, ctx.installation_id)
+    if plan.changes:
+        ctx.persist_identity()
     failures: list[tuple[Action, LockiError]] = []
 
     async def run_chain(actions: list[Action]) -> None:

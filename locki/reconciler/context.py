@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from locki.core import runtime
+from locki.core import lock, runtime
 from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.core.incus import Incus
@@ -16,16 +16,53 @@ from locki.state.models import DesiredState, SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
 
 
-@dataclass(frozen=True)
 class Context:
-    paths: Paths
-    runtime: runtime.Runtime
-    incus: Incus
-    installation_id: str
-    project: project.ProjectSpec
-    state: StateFile
-    config: UserConfig
-    identity_persisted: bool = True
+    """The world as one command sees it. The installation id is read lazily, so a command
+    that waited for the writer lock sees the id a first command wrote meanwhile."""
+
+    def __init__(self, *, paths: Paths, runtime: runtime.Runtime, state: StateFile,
+                 config: UserConfig, lock_timeout: float = 300.0) -> None:
+        self.paths = paths
+        self.runtime = runtime
+        self.state = state
+        self.config = config
+        self.lock_timeout = lock_timeout
+        self._prefix = runtime.incus_prefix()
+        self._id: str | None = None
+        self._provisional = new_id()
+
+    @property
+    def installation_id(self) -> str:
+        if self._id is None:
+            stored = read_installation_id(self.paths)
+            if stored is None:
+                return self._provisional
+            self._id = stored
+        return self._id
+
+    @property
+    def identity_persisted(self) -> bool:
+        return self._id is not None or read_installation_id(self.paths) is not None
+
+    def persist_identity(self) -> None:
+        """Write the provisional id, unless another command wrote one first (then use it)."""
+        if not self.identity_persisted:
+            persist_installation_id(self.paths, self._provisional)
+        self._id = read_installation_id(self.paths)
+
+    @property
+    def project(self) -> project.ProjectSpec:
+        iid = self.installation_id
+        return project.ProjectSpec(
+            name=project.project_name(iid),
+            installation_id=iid,
+            storage_pool=self.config.incus.storage_pool,
+            network=self.config.incus.network,
+        )
+
+    @property
+    def incus(self) -> Incus:
+        return Incus(self._prefix, self.project.name)
 
     def worktree(self, sandbox_id: str, spec: SandboxSpec) -> Path:
         return self.paths.worktree_for(spec.repo, sandbox_id)
@@ -43,9 +80,14 @@ class Context:
     def read_desired(self) -> DesiredState:
         return self.state.read()
 
+    def writer(self) -> AbstractContextManager[None]:
+        """Held while applying: one command changes the world at a time."""
+        path = self.paths.private_runtime_dir() / "apply.lock"
+        return lock.exclusive(path, timeout=self.lock_timeout, purpose="applying changes")
 
-def installation_id(paths: Paths) -> tuple[str, bool]:
-    """This installation's id (it names the Incus project) and whether it is on disk.
+
+def read_installation_id(paths: Paths) -> str | None:
+    """This installation's id (it names the Incus project), or None before the first apply.
 
     A fresh id is only written by the first apply that changes something, so commands
     that fail on bad input leave no file behind.
@@ -53,27 +95,22 @@ def installation_id(paths: Paths) -> tuple[str, bool]:
     try:
         value = paths.installation_id_file.read_text().strip()
     except FileNotFoundError:
-        return new_id(), False
+        return None
     if not is_sandbox_id(value):
         raise LockiError(
             f"`{paths.installation_id_file}` does not hold an installation id",
             hint="restore it from a backup, or delete it if this installation has no sandboxes",
         )
-    return value, True
+    return value
 
 
 def persist_installation_id(paths: Paths, value: str) -> None:
     path = paths.installation_id_file
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # O_EXCL: of two first runs at once, only one id lands; the other run stops.
+        # O_EXCL: of two first runs at once only one id lands; the other adopts it.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        if path.read_text().strip() != value:
-            raise LockiError(
-                "another locki command initialised this installation at the same moment",
-                hint="run the command again",
-            ) from None
         return
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
@@ -81,22 +118,9 @@ def persist_installation_id(paths: Paths, value: str) -> None:
 
 def build(paths: Paths, *, runtime_flag: str | None = None) -> Context:
     config = load(paths.user_config, UserConfig)
-    rt = runtime.choose(runtime_flag, config.runtime)
-    iid, persisted = installation_id(paths)
-    spec = project.ProjectSpec(
-        name=project.project_name(iid),
-        installation_id=iid,
-        storage_pool=config.incus.storage_pool,
-        network=config.incus.network,
-    )
-    lock = paths.private_runtime_dir() / "state.lock"
     return Context(
         paths=paths,
-        runtime=rt,
-        incus=Incus(rt.incus_prefix(), spec.name),
-        installation_id=iid,
-        project=spec,
-        state=StateFile(paths.desired_state, lock),
+        runtime=runtime.choose(runtime_flag, config.runtime),
+        state=StateFile(paths.desired_state, paths.private_runtime_dir() / "state.lock"),
         config=config,
-        identity_persisted=persisted,
     )

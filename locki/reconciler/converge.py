@@ -31,6 +31,7 @@ async def preview(
 async def converge(
     ctx: Context, *, scope: frozenset[str] | None = None, force: bool = False
 ) -> Plan:
-    desired, _, result = await preview(ctx, scope=scope)
-    await apply(ctx, desired, result, force=force)
+    with ctx.writer():
+        desired, _, result = await preview(ctx, scope=scope)
+        await apply(ctx, desired, result, force=force)
     return result
