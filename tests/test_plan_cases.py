@@ -21,7 +21,7 @@ from locki.state.models import DesiredState
 CASES = sorted((Path(__file__).parent / "cases" / "plan").glob("*/*.toml"))
 
 
-def _observed(data: dict[str, Any]) -> Observed:
+def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
     runtime = Health(data.get("runtime", "ok"))
     project = data.get("project", {"health": "ok", "profile_ok": True})
     containers = {
@@ -29,6 +29,7 @@ def _observed(data: dict[str, Any]) -> Observed:
             name=f"locki-{sid}", sandbox_id=sid, running=c.get("status") == "running",
             status=c.get("status", "running"), image=c.get("image"),
             worktree_source=c.get("worktree_source"),
+            labels={"bridge": c["bridge"]} if "bridge" in c else {"bridge": "stamp"},
         )
         for sid, c in data.get("containers", {}).items()
     }
@@ -47,6 +48,10 @@ def _observed(data: dict[str, Any]) -> Observed:
                            project.get("profile_ok", False)),
         containers=containers,
         worktrees=worktrees,
+        # By default the daemon runs this code and every credential is current.
+        daemon=data.get("daemon", "v1") or None,
+        daemon_wanted="v1",
+        stamps=data.get("stamps", {sid: "stamp" for sid in desired_ids}),
     )
 
 
@@ -56,7 +61,8 @@ def test_plan_case(path: Path) -> None:
     expected = case.get("expect", [])
     assert expected, f"{path.name} expects nothing; every case must pin down the plan"
     desired = DesiredState.model_validate(case.get("desired", {}))
-    result = plan(desired, _observed(case.get("observed", {})))
+    ids = set(desired.sandbox) | set(case.get("observed", {}).get("containers", {}))
+    result = plan(desired, _observed(case.get("observed", {}), ids))
 
     got = [(a.address, a.kind.value) for a in result.actions]
     want = [(e["address"], e["action"]) for e in expected]
@@ -72,4 +78,4 @@ def test_plan_case(path: Path) -> None:
 
 def test_there_are_cases_for_every_driver() -> None:
     drivers = {p.parent.name for p in CASES}
-    assert {"project", "worktree", "container", "retire"} <= drivers
+    assert {"project", "worktree", "container", "retire", "bridge"} <= drivers

@@ -309,7 +309,9 @@ def _rev_parse(args: Sequence[str], caller: Caller) -> Decision:
     parsed = parse(args, REV_PARSE, caller)
     if parsed.paths is not None:
         raise Denied("git rev-parse: `--` is not supported here")
-    return allow(build(["rev-parse"], parsed.options, revs(parsed.positionals, caller)))
+    # rev-parse prints `--end-of-options` back (git 2.39); `revs` refuses a leading `-`.
+    return allow(build(["rev-parse"], parsed.options, revs(parsed.positionals, caller),
+                       end_of_options=False))
 
 
 def _parseopt(args: Sequence[str]) -> Decision:

@@ -17,7 +17,10 @@ import structlog
 from locki.cli import render
 from locki.cli.select import Chosen, choose, create
 from locki.core import sandbox_exec
-from locki.core.errors import LockiError, RuntimeUnreachable
+from locki.bridge import client, policy, server
+from locki.core import git as hostgit
+from locki.core.errors import LockiError, RuntimeUnreachable, UsageError
+from locki.core.paths import Paths
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
 from locki.reconciler.converge import converge, preview
@@ -171,3 +174,41 @@ def cmd_check(target: Path, *, as_json: bool) -> int:
     else:
         print(f"ok: {path} (image: {shown})")
     return 0
+
+
+async def cmd_daemon_status(paths: Paths, *, as_json: bool) -> int:
+    answer = await client.ping(paths)
+    want = server.code_version()
+    state = "stopped" if answer is None else ("current" if answer == want else "outdated")
+    if as_json:
+        print(json.dumps({"state": state, "version": answer, "wanted": want,
+                          "socket": str(paths.runtime_dir / server.SOCKET_NAME)}))
+    elif answer is None:
+        print("bridge daemon: not running (the next `locki x` or `locki apply` starts it)")
+    else:
+        print(f"bridge daemon: answers as {answer} ({state}) on "
+              f"{paths.runtime_dir / server.SOCKET_NAME}")
+    return 0 if answer is not None else 1
+
+
+async def cmd_daemon_stop(paths: Paths) -> int:
+    await client.stop(paths)
+    print("bridge daemon: stopped")
+    return 0
+
+
+async def cmd_bridge_check(ctx: Context, *, match: str | None, cwd: Path | None,
+                           argv: list[str]) -> int:
+    """Evaluate the bridge policy for `argv` as the chosen sandbox would send it."""
+    if not argv or argv[0] != "git":
+        raise UsageError("give the command after `--`, starting with `git`",
+                         hint="locki bridge check -- git status")
+    chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
+    root = ctx.worktree(chosen.sandbox_id, chosen.spec)
+    where = (cwd or root).absolute()
+    remotes = await hostgit.git(chosen.spec.repo, "remote", check=False)
+    caller = policy.Caller(sandbox_id=chosen.sandbox_id, worktree=root, cwd=where,
+                           remotes=frozenset(remotes.stdout.split()))
+    decision = policy.check_git(argv[1:], caller)
+    print(policy.explain(decision))
+    return 0 if decision.allowed else 1

@@ -50,6 +50,19 @@ def _instance(name: str, project: str) -> dict[str, Any] | None:
     return meta
 
 
+def _daemon_listens(path: Path) -> bool:
+    """Whether something accepts on the bridge socket. Shortcoming: whether it runs this
+    very code is left to the full path's handshake (an SSH round trip would cost more
+    than the whole lean path); an upgrade is picked up by the next full command."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def _split(tokens: list[str]) -> tuple[str | None, list[str]] | None:
     """(match, command) of `x [-m M] [--] CMD...`, or None for anything else."""
     match = None
@@ -138,7 +151,9 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
         instance.get("status") == "Running"
         and labels.get("user.locki.installation") == iid
         and labels.get("user.locki.image") == spec.get("image")
+        and bool(labels.get("user.locki.bridge"))
         and device.get("source") == str(root)
+        and _daemon_listens(paths.runtime_dir / "bridge.sock")
     )
     if not ready:
         return None

@@ -180,6 +180,51 @@ def check(path: Path = Path("."), *, as_json: JsonOpt = False) -> int:
     return commands.cmd_check(path, as_json=as_json)
 
 
+daemon = App(name="daemon", help="The host daemon that serves the sandboxes' git bridge.",
+             help_format="plaintext")
+app.command(daemon)
+
+
+@daemon.command(name="status")
+def daemon_status(*, as_json: JsonOpt = False) -> int:
+    """Whether the bridge daemon answers, and with which version. Exit 1 when it does not."""
+    return anyio.run(lambda: commands.cmd_daemon_status(_paths(), as_json=as_json))
+
+
+@daemon.command(name="stop")
+def daemon_stop() -> int:
+    """Stop the bridge daemon (the next `locki x` or `locki apply` starts it again)."""
+    return anyio.run(lambda: commands.cmd_daemon_stop(_paths()))
+
+
+bridge = App(name="bridge", help="The git bridge between sandboxes and the host.",
+             help_format="plaintext")
+app.command(bridge)
+
+
+@bridge.command(name="check")
+def bridge_check(
+    *argv: Annotated[str, Parameter(allow_leading_hyphen=True)],
+    match: MatchOpt = None,
+    cwd: Path | None = None,
+) -> int:
+    """Say whether the bridge would allow a git command from a sandbox, and why not.
+
+    Evaluates the policy only: nothing runs, no network. Prints `allowed` (exit 0) or
+    `denied: <reason>` with the allowed forms (exit 1). Example:
+    locki bridge check -m ab12 -- git push --mirror
+
+    Parameters
+    ----------
+    argv
+        The command as the agent would type it, starting with `git`.
+    cwd
+        The folder it would run in (default: the worktree root).
+    """
+    return _run(lambda ctx: commands.cmd_bridge_check(ctx, match=match, cwd=cwd,
+                                                      argv=list(argv)))
+
+
 @app.meta.default
 def launcher(
     *tokens: Annotated[str, Parameter(show=False, allow_leading_hyphen=True)],

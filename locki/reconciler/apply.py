@@ -17,7 +17,8 @@ from locki.core.errors import LockiError
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
 from locki.reconciler.model import Action, Plan
-from locki.resources import container, image, project, worktree
+from locki.bridge import client
+from locki.resources import bridge, container, image, project, worktree
 from locki.state.models import DesiredState, SandboxSpec
 
 log = structlog.get_logger("locki.reconciler.apply")
@@ -51,6 +52,14 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
         match action.op:
             case "project.ensure":
                 await project.ensure(ctx.incus, ctx.project)
+            case "bridge.daemon":
+                await client.ensure_daemon(ctx.paths)
+            case "bridge.inject":
+                assert sid
+                await bridge.inject(ctx.incus, container.container_name(sid), sid, ctx.paths)
+            case "bridge.revoke":
+                assert sid
+                await bridge.revoke(ctx.paths, sid)
             case "worktree.create":
                 assert sid and spec
                 await worktree.create(spec.repo, ctx.worktree(sid, spec), sid, spec.base,

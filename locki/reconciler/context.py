@@ -11,7 +11,7 @@ from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.core.incus import Incus
 from locki.core.paths import Paths
-from locki.resources import container, project
+from locki.resources import bridge, container, project
 from locki.state.models import DesiredState, SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
 
@@ -58,6 +58,7 @@ class Context:
             installation_id=iid,
             storage_pool=self.config.incus.storage_pool,
             network=self.config.incus.network,
+            extra_devices=((bridge.DEVICE, tuple(bridge.profile_device(self.paths).items())),),
         )
 
     @property

@@ -16,6 +16,12 @@ class Observed:
     project: ProjectObs
     containers: dict[str, ContainerObs] = field(default_factory=dict)
     worktrees: dict[str, WorktreeObs] = field(default_factory=dict)
+    # The bridge daemon: the version it answers (None: silent) and the one wanted.
+    daemon: str | None = None
+    daemon_wanted: str = ""
+    # Per sandbox, the stamp a container with its current credential carries (None:
+    # no credential issued yet).
+    stamps: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def runtime_known(self) -> bool:

@@ -16,7 +16,8 @@ import structlog
 from locki.core.errors import LockiError, RuntimeUnreachable
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed
-from locki.resources import container, project, worktree
+from locki.bridge import client, server
+from locki.resources import bridge, container, project, worktree
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
 from locki.state.models import DesiredState
 
@@ -61,14 +62,27 @@ async def observe(
     async def observe_runtime() -> None:
         runtime.append(await _runtime(ctx))
 
+    daemon: list[str | None] = []
+
+    async def observe_daemon() -> None:
+        daemon.append(await client.ping(ctx.paths))
+
+    live = any(s.state != "removed" for s in desired.sandbox.values())
     async with anyio.create_task_group() as tg:
         tg.start_soon(observe_runtime)
+        if live:
+            tg.start_soon(observe_daemon)
         for repo, expected in by_repo.items():
             tg.start_soon(observe_repo, repo, expected)
 
     health, reason, proj, containers = runtime[0]
     if scope is not None:
         containers = {sid: c for sid, c in containers.items() if sid in scope}
+    stamps = {sid: bridge.expected_stamp(ctx.paths, sid)
+              for sid in {*desired.sandbox, *containers}}
     log.debug("observed", runtime=health.value, containers=len(containers),
-              worktrees=len(worktrees))
-    return Observed(health, reason, proj, containers, worktrees)
+              worktrees=len(worktrees), daemon=daemon[0] if daemon else None)
+    return Observed(health, reason, proj, containers, worktrees,
+                    daemon=daemon[0] if daemon else None,
+                    daemon_wanted=server.code_version() if live else "",
+                    stamps=stamps)

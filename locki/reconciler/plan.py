@@ -12,6 +12,7 @@ from locki.resources.model import ContainerObs, Health, WorktreeObs
 from locki.state.models import DesiredState, SandboxSpec
 
 PROJECT = "project"
+DAEMON = "bridge.daemon"
 
 
 def plan(desired: DesiredState, observed: Observed) -> Plan:
@@ -19,6 +20,7 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
     live = {sid: s for sid, s in desired.sandbox.items() if s.state != "removed"}
     if live:
         actions.append(_project(observed))
+        actions.append(_daemon(observed))
     for sid, spec in sorted(desired.sandbox.items()):
         if spec.state == "removed":
             actions += _retire(sid, spec, observed, "sandbox removed")
@@ -47,6 +49,41 @@ def _project(observed: Observed) -> Action:
     return Action(PROJECT, Kind.NOOP, "project.ensure", "project and profile present")
 
 
+def _daemon(observed: Observed) -> Action:
+    """The host daemon behind every sandbox's git: running this very code."""
+    if observed.daemon is None:
+        return Action(DAEMON, Kind.CREATE, "bridge.daemon", "not answering; start it")
+    if observed.daemon != observed.daemon_wanted:
+        return Action(DAEMON, Kind.REPLACE, "bridge.daemon",
+                      f"runs `{observed.daemon}`, this locki is `{observed.daemon_wanted}`")
+    return Action(DAEMON, Kind.NOOP, "bridge.daemon", f"answers as `{observed.daemon}`")
+
+
+def _credential(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
+                observed: Observed, *, fresh: bool) -> Action:
+    """The sandbox's own bridge key and client files, injected into its running container."""
+    address = f"sandbox.{sid}.credential"
+    if spec.state != "running":
+        return Action(address, Kind.NOOP, "bridge.inject", "injected when the sandbox runs",
+                      sid)
+    want = observed.stamps.get(sid)
+    have = obs.labels.get("bridge") if obs is not None and not fresh else None
+    if fresh or obs is None:
+        return Action(address, Kind.CREATE, "bridge.inject",
+                      "give the new container its bridge credential", sid)
+    if want is None or have != want:
+        why = "none issued yet" if want is None else "missing or out of date in the container"
+        return Action(address, Kind.UPDATE, "bridge.inject", why, sid)
+    return Action(address, Kind.NOOP, "bridge.inject", "current", sid)
+
+
+def _revoke(sid: str, observed: Observed) -> list[Action]:
+    if observed.stamps.get(sid) is None:
+        return []
+    return [Action(f"sandbox.{sid}.credential", Kind.DELETE, "bridge.revoke",
+                   "revoke the sandbox's bridge key first", sid)]
+
+
 def _worktree(sid: str, obs: WorktreeObs | None) -> Action:
     address = f"sandbox.{sid}.worktree"
     if obs is None or obs.health is Health.MISSING:
@@ -64,11 +101,13 @@ def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
     if obs is None:
         state = "and start it" if spec.state == "running" else "stopped"
         return [Action(address, Kind.CREATE, "container.create",
-                       f"no container; create from `{spec.image}` {state}", sid)]
+                       f"no container; create from `{spec.image}` {state}", sid),
+                _credential(sid, spec, obs, observed, fresh=True)]
     if obs.image != spec.image:
         return [Action(address, Kind.REPLACE, "container.replace",
                        f"image `{obs.image}` -> `{spec.image}`; the container's own files "
-                       "are lost (the worktree stays)", sid, destructive=True)]
+                       "are lost (the worktree stays)", sid, destructive=True),
+                _credential(sid, spec, obs, observed, fresh=True)]
     actions: list[Action] = []
     path = str(worktree.path) if worktree else None
     if path is not None and obs.worktree_source != path:
@@ -81,6 +120,7 @@ def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
         actions.append(Action(address, Kind.UPDATE, "container.stop", "running -> stopped", sid))
     if not actions:
         actions.append(Action(address, Kind.NOOP, "container.create", f"{obs.status}", sid))
+    actions.append(_credential(sid, spec, obs, observed, fresh=False))
     return actions
 
 
@@ -111,8 +151,8 @@ def _folder_deleted(sid: str, observed: Observed) -> bool:
 
 
 def _retire(sid: str, spec: SandboxSpec, observed: Observed, why: str) -> list[Action]:
-    """Container, then worktree (and branches when asked), then the state entry."""
-    actions: list[Action] = []
+    """Key, container, then worktree (and branches when asked), then the state entry."""
+    actions: list[Action] = _revoke(sid, observed)
     pending = False
     container = observed.containers.get(sid)
     if not observed.runtime_known:
@@ -151,9 +191,10 @@ def _retire(sid: str, spec: SandboxSpec, observed: Observed, why: str) -> list[A
 
 def _orphans(desired: DesiredState, observed: Observed) -> list[Action]:
     """Containers of this installation that no desired sandbox owns."""
-    return [
-        Action(f"sandbox.{sid}.container", Kind.DELETE, "container.delete",
-               "not in the desired state", sid)
-        for sid in sorted(observed.containers)
-        if sid not in desired.sandbox
-    ]
+    actions: list[Action] = []
+    for sid in sorted(observed.containers):
+        if sid not in desired.sandbox:
+            actions += _revoke(sid, observed)
+            actions.append(Action(f"sandbox.{sid}.container", Kind.DELETE, "container.delete",
+                                  "not in the desired state", sid))
+    return actions

@@ -34,6 +34,7 @@ from locki.core.incus import Incus
 from locki.core.paths import Paths
 
 DEVICE = "locki-bridge"
+LABEL = "user.locki.bridge"
 CONF = "/etc/locki/bridge"
 SHIM = "/usr/local/lib/locki/bin/git"
 log = structlog.get_logger("locki.resources.bridge")
@@ -130,14 +131,26 @@ def _files(paths: Paths, public_key: str) -> list[str]:
 
 
 async def inject(incus: Incus, container_name: str, sandbox_id: str, paths: Paths) -> None:
-    """Give the running container its credential, the client config and the git shim."""
+    """Give the running container its credential, the client config and the git shim.
+
+    The stamp is also recorded as the container label `user.locki.bridge`, so observing
+    every sandbox's credential costs nothing beyond the one instance listing.
+    """
     credential = keys.issue(paths.state_dir, sandbox_id)
+    files = _files(paths, credential.public_key)
     # The private key travels on stdin: an argument would show in the host's process list.
     await incus.run(
-        "exec", container_name, "--", "sh", "-c", _INSTALL, "locki-inject",
-        *_files(paths, credential.public_key), stdin=credential.private_key_pem,
+        "exec", container_name, "--", "sh", "-c", _INSTALL, "locki-inject", *files,
+        stdin=credential.private_key_pem,
     )
+    await incus.run("config", "set", container_name, f"{LABEL}={files[-1].strip()}")
     log.info("bridge.injected", sandbox=sandbox_id, container=container_name)
+
+
+def expected_stamp(paths: Paths, sandbox_id: str) -> str | None:
+    """The stamp a container with this sandbox's current credential carries, if issued."""
+    public = keys.issued(paths.state_dir, sandbox_id)
+    return None if public is None else _files(paths, public)[-1].strip()
 
 
 async def check(incus: Incus, container_name: str, sandbox_id: str, paths: Paths) -> bool:

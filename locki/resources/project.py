@@ -29,18 +29,23 @@ class ProjectSpec:
     installation_id: str
     storage_pool: str | None = None
     network: str | None = None
+    extra_devices: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def devices(self) -> dict[str, dict[str, str]]:
+        return {name: dict(config) for name, config in self.extra_devices}
 
 
 def project_name(installation_id: str) -> str:
     return f"locki-{installation_id}"
 
 
-def _profile_ok(profile: dict[str, Any]) -> bool:
+def _profile_ok(profile: dict[str, Any], spec: ProjectSpec) -> bool:
     devices = profile.get("devices", {})
     return bool(
         devices.get("root", {}).get("type") == "disk"
         and devices.get("eth0", {}).get("type") == "nic"
         and profile.get("config", {}).get("security.nesting") == "true"
+        and all(devices.get(name) == want for name, want in spec.devices().items())
     )
 
 
@@ -56,7 +61,7 @@ async def observe(incus: Incus, spec: ProjectSpec) -> ProjectObs:
     profile = await incus.query(f"/1.0/profiles/{PROFILE}?project={spec.name}", missing_ok=True)
     if profile is None:
         return ProjectObs(Health.OK, f"profile `{PROFILE}` missing", profile_ok=False)
-    ok = _profile_ok(profile)
+    ok = _profile_ok(profile, spec)
     return ProjectObs(Health.OK, "present" if ok else "profile incomplete", profile_ok=ok)
 
 
@@ -110,6 +115,7 @@ async def ensure(incus: Incus, spec: ProjectSpec) -> None:
                 "name": "eth0",
                 "network": spec.network or default_network,
             },
+            **spec.devices(),
         },
     }
     path = f"/1.0/profiles/{PROFILE}?project={spec.name}"
