@@ -14,11 +14,11 @@ from typing import Any
 
 import structlog
 
+from locki.bridge import client, policy, server
 from locki.cli import render
 from locki.cli.select import Chosen, choose, create
-from locki.core import sandbox_exec
-from locki.bridge import client, policy, server
 from locki.core import git as hostgit
+from locki.core import sandbox_exec
 from locki.core.errors import LockiError, RuntimeUnreachable, UsageError
 from locki.core.paths import Paths
 from locki.reconciler.apply import apply

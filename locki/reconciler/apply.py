@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
+from locki.bridge import client
 from locki.core.errors import LockiError
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
 from locki.reconciler.model import Action, Plan
-from locki.bridge import client
 from locki.resources import bridge, container, image, project, worktree
 from locki.state.models import DesiredState, SandboxSpec
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import anyio
 import structlog
 
+from locki.bridge import client, server
 from locki.core.errors import LockiError, RuntimeUnreachable
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed
-from locki.bridge import client, server
 from locki.resources import bridge, container, project, worktree
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
 from locki.state.models import DesiredState
