@@ -87,7 +87,25 @@ def locki(home: Path) -> Iterator[Locki]:
     data_dir = Path(env["XDG_DATA_HOME"]) / "locki"
     runner = Locki(env, data_dir, Path(env["XDG_CONFIG_HOME"]) / "locki")
     yield runner
+    stopped = runner("daemon", "stop", cwd=Path(env["HOME"]))
     _delete_project(data_dir)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not _daemons_of(Path(env["XDG_CONFIG_HOME"])), "a bridge daemon outlived its test"
+
+
+def _daemons_of(config_home: Path) -> list[int]:
+    """Bridge daemon processes started for this test's installation (a leak check)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"locki.bridge.daemon" in cmdline and str(config_home).encode() in b" ".join(cmdline):
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+            if state != "Z":  # nothing reaps here, so a finished daemon may linger as one
+                found.append(int(proc.name))
+    return found
 
 
 LockiRunner = Callable[..., subprocess.CompletedProcess[str]]
