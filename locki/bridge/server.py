@@ -391,20 +391,45 @@ class Bridge:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
         )
+        pump = None
+        if child.stdin is not None:
+            pump = asyncio.ensure_future(_pump_stdin(process, child.stdin))
         try:
             # No channel EOF when git's stdout ends: an OpenSSH client whose stdin is
             # already at EOF closes the channel on our EOF, and asyncssh then drops the
-            # exit status. `exit` below sends the status first, then closes.
-            await process.redirect(stdin=child.stdin, stdout=child.stdout, stderr=child.stderr,
-                                   send_eof=False)
+            # exit status. `exit` (by the caller) sends the status first, then closes.
+            await process.redirect(stdout=child.stdout, stderr=child.stderr, send_eof=False)
+            code = await child.wait()
             await process.stdout.drain()
             await process.stderr.drain()
-            code = await child.wait()
         finally:
+            if pump is not None:
+                pump.cancel()
             if child.returncode is None:  # the client went away mid-command
                 child.terminate()
                 await child.wait()
         return code if code >= 0 else 128 - code
+
+
+async def _pump_stdin(process: asyncssh.SSHServerProcess[bytes],
+                      sink: asyncio.StreamWriter) -> None:
+    """Copy the client's stdin to git's, until either side ends.
+
+    Not `redirect`: when git exits without reading its stdin (most commands), writing the
+    client's bytes to the closed pipe would reset the whole SSH channel, and the client
+    would see exit 255 instead of git's status. Here a closed pipe just ends the copy,
+    and the session's end (git's exit) cancels it; the client's stdin may never reach
+    EOF (a terminal), so nothing waits for it.
+    """
+    try:
+        while data := await process.stdin.read(65536):
+            sink.write(data)
+            await sink.drain()
+        sink.close()
+    except (BrokenPipeError, ConnectionResetError):
+        return
+    except asyncssh.Error:
+        sink.close()
 
 
 class _Process(asyncssh.SSHServerProcess[bytes]):

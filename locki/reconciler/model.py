@@ -80,15 +80,16 @@ class Plan:
 
     def summary(self) -> str:
         counts = {k: sum(1 for a in self.changes if a.kind is k) for k in Kind}
-        if not self.changes and self.unknown:
-            return (
-                "No changes planned, but not everything could be observed ("
-                + "; ".join(self.unknown)
-                + "): nothing is destroyed until it can be."
-            )
         if not self.changes:
-            return "No changes: what exists matches the desired state."
-        return (
-            f"Plan: {counts[Kind.CREATE]} to create, {counts[Kind.UPDATE]} to update, "
-            f"{counts[Kind.REPLACE]} to replace, {counts[Kind.DELETE]} to delete."
-        )
+            text = "No changes: what exists matches the desired state."
+        else:
+            text = (
+                f"Plan: {counts[Kind.CREATE]} to create, {counts[Kind.UPDATE]} to update, "
+                f"{counts[Kind.REPLACE]} to replace, {counts[Kind.DELETE]} to delete."
+            )
+        if self.unknown:
+            if not self.changes:
+                text = "No changes planned."
+            text += (" Not everything could be observed (" + "; ".join(self.unknown)
+                     + "): nothing is destroyed until it can be.")
+        return text
