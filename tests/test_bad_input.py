@@ -210,3 +210,20 @@ def test_interrupt_exits_130(repo: Path, monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr("locki.reconciler.context.build", interrupted)
     assert run_in(repo, monkeypatch, "plan") == 130
+
+
+def test_bridge_check_evaluates_the_policy_without_running_anything(
+    state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file(f'[sandbox.abcd1234]\nrepo = "{repo}"\nbase = "main"\nimage = "img"\n')
+    before = git(repo, "for-each-ref")
+    assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--",
+                  "git", "status") == 0
+    assert capsys.readouterr().out.strip() == "allowed"
+    for argv in (["git", "push", "--mirror"], ["git", "-C", "/tmp", "status"],
+                 ["git", "branch", "-D", "main"], ["git", "log", "--output=/tmp/x"]):
+        assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--", *argv) == 1
+        assert capsys.readouterr().out.startswith("denied: ")
+    assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--", "ls") == 2
+    assert git(repo, "for-each-ref") == before
