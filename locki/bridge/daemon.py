@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -26,34 +24,6 @@ from locki.core.paths import Paths
 
 log = structlog.get_logger("locki.bridge.daemon")
 DRAIN_SECONDS = 10.0
-
-
-def _log_to(path: Path) -> None:
-    """JSON events to `bridge.jsonl`: the daemon's own file beside the CLI's."""
-    logging_setup.configure(None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=5_000_000, backupCount=3, encoding="utf-8"
-    )
-    handler.setLevel(logging.DEBUG)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.dict_tracebacks,
-                structlog.processors.JSONRenderer(),
-            ],
-            foreign_pre_chain=[
-                structlog.stdlib.add_log_level,
-                structlog.stdlib.add_logger_name,
-                structlog.processors.TimeStamper(fmt="iso", utc=True),
-            ],
-        )
-    )
-    logging.getLogger().addHandler(handler)
-    # asyncssh logs every packet exchange at info; its warnings are what matter here.
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    logging.getLogger("filelock").setLevel(logging.WARNING)
 
 
 def _ours(path: Path, inode: int) -> bool:
@@ -114,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths(args.config_dir, args.data_dir, args.state_dir, args.runtime_dir)
     if args.detach and os.fork() != 0:
         os._exit(0)  # the starter reaps this parent; the daemon is reparented
-    _log_to(paths.logs / "bridge.jsonl")
+    logging_setup.configure(paths.logs, filename="bridge.jsonl")
     try:
         return asyncio.run(run(paths, args.version or server.code_version()))
     except Exception:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import asyncssh
 from filelock import FileLock
 
 from locki.core.errors import LockiError
+from locki.core.files import write_atomically
 
 ALGORITHM = "ssh-ed25519"
 ADMIN = "@admin"  # never a sandbox id: those are [a-z0-9]{8}
@@ -50,18 +50,7 @@ def _lock(state_dir: Path) -> FileLock:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically, readable by the owner only from the first byte."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data, mode=0o600)
 
 
 def _load_or_create(path: Path) -> asyncssh.SSHKey:

@@ -40,7 +40,7 @@ import structlog
 from asyncssh.misc import TermModes, TermSize
 
 from locki.bridge import keys
-from locki.core import git
+from locki.core import files, git
 from locki.core.errors import LockiError
 from locki.core.paths import Paths
 from locki.state.models import SandboxSpec
@@ -477,15 +477,7 @@ class _Connection(asyncssh.SSHServer):
         return _Process(handler, None, 0, False)
 
 
-def answering(path: Path) -> bool:
-    """Whether some process accepts connections on the unix socket `path`."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(2)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
+answering = files.answering
 
 
 def bind(path: Path) -> socket.socket:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from locki.core import sandbox_exec
+from locki.core.files import answering
 
 if TYPE_CHECKING:
     from locki.core.paths import Paths
@@ -48,19 +49,6 @@ def _instance(name: str, project: str) -> dict[str, Any] | None:
         return None
     meta: dict[str, Any] = json.loads(body)["metadata"]
     return meta
-
-
-def _daemon_listens(path: Path) -> bool:
-    """Whether something accepts on the bridge socket. Shortcoming: whether it runs this
-    very code is left to the full path's handshake (an SSH round trip would cost more
-    than the whole lean path); an upgrade is picked up by the next full command."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def _split(tokens: list[str]) -> tuple[str | None, list[str]] | None:
@@ -153,7 +141,10 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
         and labels.get("user.locki.image") == spec.get("image")
         and bool(labels.get("user.locki.bridge"))
         and device.get("source") == str(root)
-        and _daemon_listens(paths.runtime_dir / "bridge.sock")
+        # Shortcoming: whether the daemon runs this very code is left to the full path's
+        # handshake (an SSH round trip costs more than the whole lean path); an upgrade
+        # is picked up by the next full command.
+        and answering(paths.runtime_dir / "bridge.sock", timeout=1)
     )
     if not ready:
         return None

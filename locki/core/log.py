@@ -21,8 +21,9 @@ _shared: list[structlog.types.Processor] = [
 ]
 
 
-def configure(log_dir: Path | None, *, verbose: bool = False) -> Path | None:
-    """Send events to `log_dir/locki.jsonl` and the console; return the file's path."""
+def configure(log_dir: Path | None, *, verbose: bool = False,
+              filename: str = "locki.jsonl") -> Path | None:
+    """Send events to `log_dir/<filename>` and the console; return the file's path."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -46,7 +47,7 @@ def configure(log_dir: Path | None, *, verbose: bool = False) -> Path | None:
     if log_dir is not None:
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
-            log_file = log_dir / "locki.jsonl"
+            log_file = log_dir / filename
             handler = logging.handlers.RotatingFileHandler(
                 log_file, maxBytes=5_000_000, backupCount=3, encoding="utf-8"
             )
@@ -66,6 +67,9 @@ def configure(log_dir: Path | None, *, verbose: bool = False) -> Path | None:
             )
             root.addHandler(handler)
 
+    # Chatty libraries: their warnings are what matter.
+    for name in ("asyncssh", "filelock"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(
         processors=[*_shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

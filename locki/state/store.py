@@ -8,8 +8,6 @@ the file and the key path, and nothing is written.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from tomlkit.exceptions import ParseError
 from tomlkit.toml_document import TOMLDocument
 
 from locki.core.errors import LockiError
+from locki.core.files import write_atomically
 from locki.state import schemas
 from locki.state.models import DesiredState, SandboxSpec
 
@@ -91,25 +90,6 @@ def load(path: Path, model: type[M]) -> M:
     except (OSError, UnicodeDecodeError) as exc:
         raise LockiError(f"cannot read `{path}`: {exc}") from exc
     return validate(path, parse(path, text).unwrap(), model)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class DesiredEditor:
@@ -183,6 +163,6 @@ class StateFile:
             if after != before:
                 validate(self.path, doc.unwrap(), DesiredState)
                 schemas.install_beside(self.path, SCHEMA)
-                write_atomically(self.path, after)
+                write_atomically(self.path, after.encode())
         finally:
             self.lock.release()
