@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from locki.bridge import client, policy, server
-from locki.cli import render
+from locki.cli import forwards, render
 from locki.cli.select import Chosen, choose, create
 from locki.core import git as hostgit
 from locki.core import sandbox_exec
@@ -92,11 +92,14 @@ async def cmd_list(ctx: Context, *, as_json: bool) -> int:
             "state": state,
             "desired": spec.state,
             "image": spec.image,
+            "forwards": [{"host": f.host, "guest": f.guest} for f in spec.forwards],
         })
     if as_json:
         print(json.dumps(rows, indent=2))
     elif rows:
-        print(render.table(rows, ["id", "state", "branch", "worktree"]))
+        shown = [{**row, "forwards": " ".join(f"{f['host']}->{f['guest']}"
+                                               for f in row["forwards"])} for row in rows]
+        print(render.table(shown, ["id", "state", "branch", "forwards", "worktree"]))
     else:
         print("No sandboxes yet: `locki x` in a repository creates one.", file=sys.stderr)
     if not observed.runtime_known:
@@ -212,3 +215,26 @@ async def cmd_bridge_check(ctx: Context, *, match: str | None, cwd: Path | None,
     decision = policy.check_git(argv[1:], caller)
     print(policy.explain(decision))
     return 0 if decision.allowed else 1
+
+
+async def cmd_port_forward(ctx: Context, *, match: str | None, specs: list[str],
+                           show: bool, clear: bool, remove: list[str], as_json: bool) -> int:
+    """Edit the sandbox's forwards in the desired state, converge, print the URLs."""
+    chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
+    sid = chosen.sandbox_id
+    if clear or remove or specs:
+        drop = {forwards.parse(r)[0] or forwards.parse(r)[1] for r in remove}
+        with ctx.state.edit() as editor:
+            kept = [] if clear else [f for f in editor.state.sandbox[sid].forwards
+                                     if f.host not in drop]
+            editor.set_forwards(sid, forwards.merge(editor.state, sid, kept, specs))
+        await converge(ctx, scope=frozenset({sid}))
+    current = ctx.read_desired().sandbox[sid].forwards
+    if as_json:
+        print(json.dumps([{"host": f.host, "guest": f.guest,
+                           "url": f"http://localhost:{f.host}"} for f in current]))
+    elif not current:
+        print(f"sandbox {sid} has no port forwards", file=sys.stderr)
+    for item in [] if as_json else current:
+        print(f"http://localhost:{item.host} -> port {item.guest} in sandbox {sid}")
+    return 0

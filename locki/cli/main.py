@@ -180,6 +180,38 @@ def check(path: Path = Path("."), *, as_json: JsonOpt = False) -> int:
     return commands.cmd_check(path, as_json=as_json)
 
 
+@app.command(name=["port-forward", "pf"])
+def port_forward(
+    *specs: str,
+    match: MatchOpt = None,
+    show: Annotated[bool, Parameter(name="--list", negative="")] = False,
+    clear: Annotated[bool, Parameter(negative="")] = False,
+    remove: Annotated[tuple[str, ...], Parameter(name="--remove", negative="")] = (),
+    as_json: JsonOpt = False,
+) -> int:
+    """Forward host ports on 127.0.0.1 and ::1 (never other interfaces) into a sandbox.
+
+    SPEC is N (same port both sides), HOST:GUEST, or :GUEST (a free host port is
+    leased). Forwards are desired state: they survive restarts and go with the sandbox.
+    A host port below 1024, or held by another sandbox or process, is refused before
+    anything changes. Prints http://localhost:<port> for each forward.
+
+    Parameters
+    ----------
+    specs
+        Forwards to add.
+    show
+        Only list the sandbox's forwards.
+    clear
+        Remove every forward (before adding SPECs).
+    remove
+        Remove the forward of this host port (repeatable).
+    """
+    return _run(lambda ctx: commands.cmd_port_forward(
+        ctx, match=match, specs=list(specs), show=show, clear=clear, remove=list(remove),
+        as_json=as_json))
+
+
 daemon = App(name="daemon", help="The host daemon that serves the sandboxes' git bridge.",
              help_format="plaintext")
 app.command(daemon)

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from locki.cli import forwards
 from locki.core import git
 from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
@@ -83,7 +84,13 @@ async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None,
                     hint="use letters, digits, `-`, `_`, `/` and `.` (no `..`, spaces or `~^:?*[`)",
                 )
         spec = SandboxSpec(repo=repo, base=base, image=image, branch=branch)
+        defaults = load(repo / "locki.toml", RepoConfig).forwards
+        if defaults:
+            spec = spec.model_copy(update={"forwards": forwards.merge(
+                editor.state, sandbox_id, [], defaults, lease_if_taken=True)})
         editor.add(sandbox_id, spec)
+        if spec.forwards:
+            editor.set_forwards(sandbox_id, spec.forwards)
     return Chosen(sandbox_id, spec, created=True)
 
 

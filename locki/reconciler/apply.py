@@ -18,7 +18,7 @@ from locki.core.errors import LockiError
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
 from locki.reconciler.model import Action, Plan
-from locki.resources import bridge, container, image, project, worktree
+from locki.resources import bridge, container, forward, image, project, worktree
 from locki.state.models import DesiredState, SandboxSpec
 
 log = structlog.get_logger("locki.reconciler.apply")
@@ -57,6 +57,17 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
             case "bridge.inject":
                 assert sid
                 await bridge.inject(ctx.incus, container.container_name(sid), sid, ctx.paths)
+            case "forward.add":
+                assert sid and spec
+                port = int(action.address.rsplit(".", 1)[1])
+                guest = next(f.guest for f in spec.forwards if f.host == port)
+                await forward.ensure(ctx.incus, container.container_name(sid), port, guest,
+                                     sandbox_id=sid)
+            case "forward.remove":
+                assert sid
+                port = int(action.address.rsplit(".", 1)[1])
+                await forward.remove(ctx.incus, container.container_name(sid), port,
+                                     sandbox_id=sid)
             case "bridge.revoke":
                 assert sid
                 await bridge.revoke(ctx.paths, sid)

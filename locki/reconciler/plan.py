@@ -8,6 +8,7 @@ the project first, then per sandbox worktree before container, deletions last.
 from __future__ import annotations
 
 from locki.reconciler.model import Action, Kind, Observed, Plan
+from locki.resources import forward
 from locki.resources.model import ContainerObs, Health, WorktreeObs
 from locki.state.models import DesiredState, SandboxSpec
 
@@ -77,6 +78,28 @@ def _credential(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
     return Action(address, Kind.NOOP, "bridge.inject", "current", sid)
 
 
+def _forwards(sid: str, spec: SandboxSpec, devices: dict[str, dict[str, str]]) -> list[Action]:
+    """Each desired forward present exactly; each forward nobody wants removed."""
+    have = forward.observed(devices)
+    actions = []
+    for item in spec.forwards:
+        address = f"sandbox.{sid}.forward.{item.host}"
+        if forward.complete(devices, item.host, item.guest):
+            actions.append(Action(address, Kind.NOOP, "forward.add",
+                                  f"localhost:{item.host} -> {item.guest}", sid))
+        elif item.host in have:
+            actions.append(Action(address, Kind.UPDATE, "forward.add",
+                                  f"-> {have[item.host]} becomes -> {item.guest}", sid))
+        else:
+            actions.append(Action(address, Kind.CREATE, "forward.add",
+                                  f"localhost:{item.host} -> {item.guest}", sid))
+    wanted = {item.host for item in spec.forwards}
+    actions += [Action(f"sandbox.{sid}.forward.{host}", Kind.DELETE, "forward.remove",
+                       "not in the desired state", sid)
+                for host in sorted(set(have) - wanted)]
+    return actions
+
+
 def _revoke(sid: str, observed: Observed) -> list[Action]:
     if observed.stamps.get(sid) is None:
         return []
@@ -102,12 +125,14 @@ def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
         state = "and start it" if spec.state == "running" else "stopped"
         return [Action(address, Kind.CREATE, "container.create",
                        f"no container; create from `{spec.image}` {state}", sid),
-                _credential(sid, spec, obs, observed, fresh=True)]
+                _credential(sid, spec, obs, observed, fresh=True),
+                *_forwards(sid, spec, {})]
     if obs.image != spec.image:
         return [Action(address, Kind.REPLACE, "container.replace",
                        f"image `{obs.image}` -> `{spec.image}`; the container's own files "
                        "are lost (the worktree stays)", sid, destructive=True),
-                _credential(sid, spec, obs, observed, fresh=True)]
+                _credential(sid, spec, obs, observed, fresh=True),
+                *_forwards(sid, spec, {})]
     actions: list[Action] = []
     path = str(worktree.path) if worktree else None
     if path is not None and obs.worktree_source != path:
@@ -121,7 +146,7 @@ def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
     if not actions:
         actions.append(Action(address, Kind.NOOP, "container.create", f"{obs.status}", sid))
     actions.append(_credential(sid, spec, obs, observed, fresh=False))
-    return actions
+    return actions + _forwards(sid, spec, obs.devices)
 
 
 def _sandbox(sid: str, spec: SandboxSpec, observed: Observed) -> list[Action]:

@@ -65,6 +65,8 @@ def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | N
         image=config.get(PREFIX + "image"),
         worktree_source=device.get("source") if mounted_same else None,
         labels={k.removeprefix(PREFIX): v for k, v in config.items() if k.startswith(PREFIX)},
+        devices={str(k): {str(a): str(b) for a, b in v.items()}
+                 for k, v in instance.get("devices", {}).items()},
     )
 
 

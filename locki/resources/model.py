@@ -53,3 +53,4 @@ class ContainerObs:
     image: str | None
     worktree_source: str | None
     labels: dict[str, str] = field(default_factory=dict)
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)

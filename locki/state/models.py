@@ -20,6 +20,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Forward(_Strict):
+    """Host loopback port `host` -> port `guest` inside the sandbox."""
+
+    host: int = Field(ge=1024, le=65535, description="Port on 127.0.0.1 and ::1 (>= 1024).")
+    guest: int = Field(ge=1, le=65535, description="Port inside the sandbox.")
+
+
 class SandboxSpec(_Strict):
     """One sandbox: a worktree of `repo` on its own branch, and a container."""
 
@@ -34,6 +41,9 @@ class SandboxSpec(_Strict):
         default=None,
         description="The branch the worktree starts on (default `untitled#locki-<id>`). "
         "The live branch is observed: the agent may rename it to any `*#locki-<id>`.",
+    )
+    forwards: list[Forward] = Field(
+        default_factory=list, description="Port forwards, host loopback -> sandbox."
     )
     delete_branches: bool = Field(
         default=False,
@@ -77,6 +87,11 @@ class UserConfig(_Strict):
 class RepoConfig(_Strict):
     """A repository's committed `locki.toml`. It cannot grant itself privileges."""
 
+    forwards: list[str] = Field(
+        default_factory=list,
+        description="Default port forwards for new sandboxes: `N`, `HOST:GUEST` or `:GUEST` "
+        "(a free host port is leased).",
+    )
     incus_image: str | None = Field(
         default=None,
         description="Image for this repo's sandboxes: a reference (`images:debian/12`), the "

@@ -22,7 +22,7 @@ from tomlkit.toml_document import TOMLDocument
 from locki.core.errors import LockiError
 from locki.core.files import write_atomically
 from locki.state import schemas
-from locki.state.models import DesiredState, SandboxSpec
+from locki.state.models import DesiredState, Forward, SandboxSpec
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -120,6 +120,19 @@ class DesiredEditor:
         entry["state"] = state
         if delete_branches:
             entry["delete_branches"] = True
+
+    def set_forwards(self, sandbox_id: str, forwards: list[Forward]) -> None:
+        entry = self._sandboxes()[sandbox_id]
+        if not forwards:
+            if "forwards" in entry:
+                del entry["forwards"]
+            return
+        array = tomlkit.array()
+        for item in forwards:
+            table = tomlkit.inline_table()
+            table.update({"host": item.host, "guest": item.guest})
+            array.append(table)
+        entry["forwards"] = array
 
     def forget(self, sandbox_id: str) -> None:
         sandboxes = self._sandboxes()
