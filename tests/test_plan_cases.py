@@ -30,6 +30,7 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
             status=c.get("status", "running"), image=c.get("image"),
             worktree_source=c.get("worktree_source"),
             labels={"bridge": c["bridge"]} if "bridge" in c else {"bridge": "stamp"},
+            devices=c.get("devices", {}),
         )
         for sid, c in data.get("containers", {}).items()
     }
@@ -78,4 +79,4 @@ def test_plan_case(path: Path) -> None:
 
 def test_there_are_cases_for_every_driver() -> None:
     drivers = {p.parent.name for p in CASES}
-    assert {"project", "worktree", "container", "retire", "bridge"} <= drivers
+    assert {"project", "worktree", "container", "retire", "bridge", "forward"} <= drivers
