@@ -29,7 +29,8 @@ from locki.core.paths import Paths
 
 log = structlog.get_logger("locki.bridge.client")
 # What the daemon keeps of the caller's environment: git's own is rebuilt per command.
-_ENV = ("HOME", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "TZ")
+_ENV = ("HOME", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "TZ",
+        "LOCKI_RUNTIME")
 
 
 async def _connect(paths: Paths, timeout: float) -> asyncssh.SSHClientConnection:

@@ -300,10 +300,13 @@ class Bridge:
         sandbox = self.sandbox(identity)
         if sandbox is None:
             raise Refused(f"sandbox `{identity}` is not in locki's desired state")
+        if program == "locki":
+            return await self._locki(process, identity, cwd, args)
         if program != "git":
-            # Shortcoming: gh and `locki port-forward` from inside are not bridged yet.
-            self.deny_log(identity, cwd, [program, *args], "only git is bridged")
-            raise Refused(f"denied: only git is bridged, not `{program}`")
+            # Shortcoming: gh from inside is not bridged yet.
+            self.deny_log(identity, cwd, [program, *args], "only git and locki are bridged")
+            raise Refused(f"denied: only git and `locki port-forward` are bridged, "
+                          f"not `{program}`")
         # Shortcoming: a cwd inside one of the sandbox's includes (`.locki/include/<name>`,
         # another repo's worktree) is refused until includes exist in the desired state.
         try:
@@ -315,6 +318,31 @@ class Bridge:
             return await self._git(process, sandbox, fd, cwd, args)
         finally:
             os.close(fd)
+
+    async def _locki(self, process: asyncssh.SSHServerProcess[bytes], sandbox_id: str,
+                     cwd: str, args: list[str]) -> int:
+        """`locki port-forward :PORT...` for the caller's own sandbox, nothing else.
+
+        The host builds the command: the sandbox is the key's, the only words taken from
+        the client are `:PORT` specs (a leased host port each), checked here.
+        """
+        specs = args[1:]
+        valid = (args[:1] == ["port-forward"] and 1 <= len(specs) <= 8
+                 and all(_GUEST_PORT.fullmatch(s) for s in specs))
+        if not valid:
+            reason = "only `locki port-forward :PORT...` (1 to 8 ports) is allowed"
+            self.deny_log(sandbox_id, cwd, ["locki", *args], reason)
+            process.stderr.write(f"locki: denied: {reason}\n".encode())
+            return 1
+        argv = [sys.executable, "-m", "locki", "port-forward", "-m", sandbox_id, *specs]
+        child = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd="/", env=_locki_env(self.paths))
+        out, err = await child.communicate()
+        process.stdout.write(out)
+        process.stderr.write(err)
+        log.info("bridge.locki", sandbox=sandbox_id, argv=argv[3:], code=child.returncode)
+        return child.returncode or 0
 
     def _control(self, process: asyncssh.SSHServerProcess[bytes], command: str) -> int:
         if command == "locki-bridge ping":
@@ -409,6 +437,24 @@ class Bridge:
                 child.terminate()
                 await child.wait()
         return code if code >= 0 else 128 - code
+
+
+_GUEST_PORT = re.compile(r":[1-9][0-9]{0,4}")
+
+
+def _locki_env(paths: Paths) -> dict[str, str]:
+    """The environment for a host `locki` the daemon runs: the same folders as its own."""
+    env = git.host_env()
+    env.update(XDG_CONFIG_HOME=str(paths.config_dir.parent),
+               XDG_DATA_HOME=str(paths.data_dir.parent),
+               XDG_STATE_HOME=str(paths.state_dir.parent))
+    if paths.runtime_dir.name == "locki":
+        env["XDG_RUNTIME_DIR"] = str(paths.runtime_dir.parent)
+    for key in ("LOCKI_RUNTIME", "INCUS_SOCKET", "INCUS_DIR"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.pop("GIT_CONFIG_NOSYSTEM", None)
+    return env
 
 
 async def _pump_stdin(process: asyncssh.SSHServerProcess[bytes],

@@ -55,8 +55,10 @@ put /usr/local/lib/locki/bin/git "$4" 755
 put /etc/profile.d/locki-bridge.sh "$5" 644
 put /etc/tmpfiles.d/locki-bridge.conf "$6" 644
 ln -sf /usr/local/lib/locki/bin/git /usr/local/bin/git
+put /usr/local/lib/locki/bin/locki "$7" 755
+ln -sf /usr/local/lib/locki/bin/locki /usr/local/bin/locki
 mkdir -p -m 700 /run/locki
-put "$d/stamp" "$7" 644
+put "$d/stamp" "$8" 644
 """
 
 _PROFILE = """\
@@ -111,8 +113,8 @@ Host locki-bridge
 """
 
 
-def shim() -> str:
-    return (resources.files("locki.bridge") / "guest" / "git").read_text(encoding="utf-8")
+def shim(name: str = "git") -> str:
+    return (resources.files("locki.bridge") / "guest" / name).read_text(encoding="utf-8")
 
 
 def _files(paths: Paths, public_key: str) -> list[str]:
@@ -125,6 +127,7 @@ def _files(paths: Paths, public_key: str) -> list[str]:
         shim(),
         _PROFILE,
         "d /run/locki 0700 root root -\n",
+        shim("locki"),
     ]
     digest = hashlib.sha256("\0".join([public_key, *files]).encode()).hexdigest()
     return [*files, digest + "\n"]

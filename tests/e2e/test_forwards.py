@@ -112,3 +112,25 @@ def test_repo_default_forwards_never_collide(locki: Locki, repo: Path) -> None:
     assert hosts[0] == 24680 or hosts[1] == 24680
     assert hosts[0] != hosts[1]
     assert locki("plan", "--detailed-exitcode", cwd=repo).returncode == 0
+
+
+def test_an_agent_forwards_its_own_port_through_the_bridge(locki: Locki, repo: Path) -> None:
+    other = json.loads(locki("new", "--json", cwd=repo).stdout)["id"]
+    started = locki("x", "-n", "--", "sh", "-c", SERVE.format(bind="0.0.0.0"), cwd=repo)
+    assert started.returncode == 0, started.stderr
+    me = next(b["id"] for b in locki.sandboxes(repo) if b["id"] != other)
+    inside = locki("x", "-m", me, "--", "locki", "port-forward", ":8000", cwd=repo)
+    assert inside.returncode == 0, inside.stderr
+    url = inside.stdout.split()[0]
+    assert url.startswith("http://localhost:")
+    assert _get(url + "/") == 200
+    boxes = {b["id"]: b for b in locki.sandboxes(repo)}
+    assert len(boxes[me]["forwards"]) == 1
+    assert boxes[other]["forwards"] == []
+    for words in (["port-forward", "8080:8000"], ["port-forward", "-m", other, ":80"],
+                  ["x", "--", "true"], ["port-forward", "--clear"], ["remove", "--force"]):
+        denied = locki("x", "-m", me, "--", "locki", *words, cwd=repo)
+        assert denied.returncode == 1, words
+        assert "denied" in denied.stderr
+    assert {b["id"]: b["forwards"] for b in locki.sandboxes(repo)} == {
+        k: v["forwards"] for k, v in boxes.items()}
