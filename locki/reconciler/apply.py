@@ -7,6 +7,7 @@ stop the others; all failures are reported together at the end.
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -17,12 +18,19 @@ from locki.bridge import client
 from locki.core.errors import LockiError
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
-from locki.reconciler.model import Action, Plan
+from locki.reconciler.model import SYMBOL, Action, Plan
 from locki.resources import bridge, container, forward, image, project, worktree
 from locki.state.models import DesiredState, SandboxSpec
 
 log = structlog.get_logger("locki.reconciler.apply")
 CONCURRENCY = 4
+
+
+def progress(line: str) -> None:
+    """One line per step on a terminal, so a first run that takes seconds shows its work.
+    Scripts (stderr not a terminal) get the structured log only."""
+    if sys.stderr.isatty():
+        print(f"locki: {line}", file=sys.stderr, flush=True)
 
 
 class ApplyFailed(LockiError):
@@ -137,6 +145,7 @@ async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool 
         for action in actions:
             log.info("apply.start", address=action.address, op=action.op,
                      action=action.kind.value, sandbox=action.sandbox)
+            progress(f"{SYMBOL[action.kind]} {action.address}: {action.reason}")
             try:
                 await retry_transient(_step(ctx, desired, action, force))
             except LockiError as exc:
