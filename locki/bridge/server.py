@@ -29,9 +29,10 @@ import shutil
 import socket
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +40,7 @@ import asyncssh
 import structlog
 from asyncssh.misc import TermModes, TermSize
 
-from locki.bridge import keys
+from locki.bridge import freeze, keys
 from locki.core import files, git
 from locki.core.errors import LockiError
 from locki.core.paths import Paths
@@ -218,6 +219,7 @@ class Sandbox:
     id: str
     repo: Path
     worktree: Path
+    admin: Path | None = None  # the worktree's git dir, from the repository's side
 
 
 class Bridge:
@@ -232,6 +234,8 @@ class Bridge:
         self.active = 0
         self._writers: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(max_processes)
+        self._own_slots: dict[str, asyncio.Semaphore] = {}
+        self.freezer = freeze.Freezer()
         found = shutil.which("git", path=git.host_env().get("PATH"))
         if found is None:
             raise LockiError("`git` is not on the daemon's PATH", hint="install git")
@@ -280,6 +284,10 @@ class Bridge:
             process.stderr.write(f"locki: {exc}\n".encode(errors="surrogateescape"))
             if isinstance(exc, Revoked):
                 raise
+        except LockiError as exc:
+            # e.g. a desired-state file the user broke: say so, as the CLI would.
+            process.stderr.write(f"locki: {exc.message}\n".encode(errors="surrogateescape"))
+            return 1
         except Exception:
             log.exception("bridge.session_failed")
             process.stderr.write(b"locki: the bridge failed unexpectedly; see its log "
@@ -372,21 +380,26 @@ class Bridge:
             process.stderr.write(f"locki: {text.rstrip()}\n".encode(errors="surrogateescape"))
             return 1
         scope = [f"--git-dir={admin}", f"--work-tree={sandbox.worktree}"]
-        argv = [self.git, *git.argv(*scope, *verdict.argv)[1:]]
         stdin = None
         if verdict.stdin_from is not None:
             stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
         log.info("bridge.git", sandbox=sandbox.id, argv=verdict.argv, cwd=cwd)
         try:
-            async with self._slots:
+            # Read while the client still runs: it is frozen during the command.
+            data = await _read_stdin(process) if stdin is None and _wants_stdin(
+                verdict.argv) else None
+            own = self._own_slots.setdefault(sandbox.id, asyncio.Semaphore(PER_SANDBOX))
+            target = replace(sandbox, admin=admin)
+            words = tuple(verdict.argv)
+            async with own, self._slots:
                 if not verdict.writes:
-                    return await self._run(process, argv, fd, stdin)
+                    return await self._run(process, target, words, fd, stdin, data)
                 # One writer per sandbox at a time, so the HEAD check below still holds
                 # when the command runs (only bridged commands move this worktree's HEAD).
                 async with self._writers.setdefault(sandbox.id, asyncio.Lock()):
                     if verdict.writes_head:
                         await self._check_head(sandbox, scope)
-                    return await self._run(process, argv, fd, stdin)
+                    return await self._run(process, target, words, fd, stdin, data)
         finally:
             if stdin is not None:
                 os.close(stdin)
@@ -402,8 +415,14 @@ class Bridge:
                 f"of this sandbox's branches; switch to `<topic>#locki-{sandbox.id}` first"
             )
 
-    async def _run(self, process: asyncssh.SSHServerProcess[bytes], argv: list[str],
-                   fd: int, stdin: int | None) -> int:
+    def project(self) -> str:
+        return f"locki-{self.paths.installation_id_file.read_text().strip()}"
+
+    async def _run(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
+                   verdict_argv: tuple[str, ...], fd: int, stdin: int | None,
+                   data: bytes | None) -> int:
+        scope = [f"--git-dir={sandbox.admin}", f"--work-tree={sandbox.worktree}"]
+        argv = [self.git, *git.argv(*scope, *verdict_argv)[1:]]
         # The child's cwd is the directory `open_inside` opened, named through the fd:
         # the kernel resolves /proc/self/fd/N to that very directory, not by re-walking a
         # path the sandbox could have changed since. pass_fds keeps N open in the child
@@ -413,32 +432,38 @@ class Bridge:
         else:
             # Shortcoming: a preexec hook is not thread-safe; the daemon starts no threads.
             where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd,)}
-        child = await asyncio.create_subprocess_exec(
-            *[os.fsencode(a) for a in argv],
-            stdin=asyncio.subprocess.PIPE if stdin is None else stdin,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
-        )
-        pump = None
-        if child.stdin is not None:
-            pump = asyncio.ensure_future(_pump_stdin(process, child.stdin))
-        try:
-            # No channel EOF when git's stdout ends: an OpenSSH client whose stdin is
-            # already at EOF closes the channel on our EOF, and asyncssh then drops the
-            # exit status. `exit` (by the caller) sends the status first, then closes.
-            await process.redirect(stdout=child.stdout, stderr=child.stderr, send_eof=False)
-            code = await child.wait()
-            await process.stdout.drain()
-            await process.stderr.drain()
-        finally:
-            if pump is not None:
-                pump.cancel()
-            if child.returncode is None:  # the client went away mid-command
-                child.terminate()
-                await child.wait()
+        source = stdin if stdin is not None else (
+            asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            # Shortcoming: hooks, once they run inside the sandbox, need the container
+            # thawed while they run; today host git runs no hooks at all.
+            async with self.freezer.frozen(f"locki-{sandbox.id}", self.project()):
+                if verdict_argv[:1] == ("mv",) and "--" in verdict_argv:
+                    _no_symlinks_on_the_way(fd, verdict_argv[verdict_argv.index("--") + 1:])
+                child = await asyncio.create_subprocess_exec(
+                    *[os.fsencode(a) for a in argv], stdin=source, stdout=out, stderr=err,
+                    env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
+                )
+                try:
+                    await asyncio.wait_for(child.communicate(data), GIT_SECONDS)
+                except TimeoutError:
+                    child.kill()
+                    await child.wait()
+                    err.write(f"locki: git ran over {GIT_SECONDS}s and was stopped\n".encode())
+                code = child.returncode if child.returncode is not None else 1
+            # Thawed: the client reads again. Output goes out in order, stream by stream.
+            for spool, stream in ((out, process.stdout), (err, process.stderr)):
+                spool.seek(0)
+                while chunk := spool.read(1 << 16):
+                    stream.write(chunk)
+                    await stream.drain()
         return code if code >= 0 else 128 - code
 
 
+PER_SANDBOX = 8  # concurrent commands of one sandbox: it cannot starve the others
+GIT_SECONDS = 600
+STDIN_SECONDS = 60
+STDIN_LIMIT = 64 << 20
 _GUEST_PORT = re.compile(r":[1-9][0-9]{0,4}")
 
 
@@ -457,25 +482,59 @@ def _locki_env(paths: Paths) -> dict[str, str]:
     return env
 
 
-async def _pump_stdin(process: asyncssh.SSHServerProcess[bytes],
-                      sink: asyncio.StreamWriter) -> None:
-    """Copy the client's stdin to git's, until either side ends.
+def _no_symlinks_on_the_way(cwd_fd: int, paths: Sequence[str]) -> None:
+    """Refuse `git mv` paths that pass through a symlink (or end on one).
 
-    Not `redirect`: when git exits without reading its stdin (most commands), writing the
-    client's bytes to the closed pipe would reset the whole SSH channel, and the client
-    would see exit 255 instead of git's status. Here a closed pipe just ends the copy,
-    and the session's end (git's exit) cancels it; the client's stdin may never reach
-    EOF (a terminal), so nothing waits for it.
+    git checks leading symlinks when it reads and checks out, but `git mv` renames by
+    path: `git mv f link/x` with `link -> /etc` would write outside the worktree. Run
+    while the sandbox is frozen, so what is checked is what git will see.
     """
+    for path in paths:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        fd = os.dup(cwd_fd)
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    info = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    break  # a new name: nothing beyond it exists yet
+                if stat.S_ISLNK(info.st_mode):
+                    raise Refused(f"denied: `{path}` passes through the symlink `{part}`")
+                if i < len(parts) - 1:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    os.close(fd)
+                    fd = child
+        finally:
+            os.close(fd)
+
+
+def _wants_stdin(argv: Sequence[str]) -> bool:
+    """Whether git will read its stdin (`-F -`, `--stdin`, `--batch`...). Only then is the
+    client's stdin read: a terminal or an idle pipe must never stall a command."""
+    words = list(argv)
+    for i, word in enumerate(words):
+        if word in ("--stdin", "--file=-", "-F-", "--pathspec-from-file=-") or \
+                word.startswith("--batch"):
+            return True
+        if word in ("-F", "--file") and words[i + 1:i + 2] == ["-"]:
+            return True
+    return False
+
+
+async def _read_stdin(process: asyncssh.SSHServerProcess[bytes]) -> bytes:
+    """The client's whole stdin, bounded in size and time."""
+    chunks: list[bytes] = []
+    size = 0
     try:
-        while data := await process.stdin.read(65536):
-            sink.write(data)
-            await sink.drain()
-        sink.close()
-    except (BrokenPipeError, ConnectionResetError):
-        return
-    except asyncssh.Error:
-        sink.close()
+        async with asyncio.timeout(STDIN_SECONDS):
+            while chunk := await process.stdin.read(1 << 16):
+                size += len(chunk)
+                if size > STDIN_LIMIT:
+                    raise Refused(f"denied: stdin is over {STDIN_LIMIT >> 20} MiB")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refused(f"denied: stdin did not end within {STDIN_SECONDS}s") from None
+    return b"".join(chunks)
 
 
 class _Process(asyncssh.SSHServerProcess[bytes]):
