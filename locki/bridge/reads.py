@@ -6,6 +6,7 @@ file or reads outside the repository is not on the lists below.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from locki.bridge.commands import Command, build, count, no_positionals, paths, revs
@@ -337,9 +338,16 @@ CONFIG = Syntax((
     "--get-regexp": "can print credentials kept in config; use `--get <name>`",
     "--file": "reads a file; use `--get <name>`", "--blob": "is not needed; use `--get`",
 }, )
-# Keys that commonly hold secrets (tokens in http headers, helpers, rewritten URLs).
-SECRET_WORDS = ("credential", "token", "password", "secret", "extraheader", "insteadof",
-                "cookie", "oauth", "auth")
+# Keys a sandbox may read: an allow-list, since config holds secrets under names no
+# deny-list foresees (sendemail.smtppass, http.proxy with a password, remote URLs with a
+# token, signing keys). `<x>` stands for any subsection name.
+READABLE_KEYS = re.compile(
+    r"(user\.(name|email)|init\.defaultbranch|push\.(default|autosetupremote)"
+    r"|pull\.(rebase|ff)|merge\.ff|fetch\.prune|rebase\.autosquash"
+    r"|core\.(autocrlf|eol|filemode|ignorecase|symlinks|precomposeunicode)"
+    r"|branch\.[^\n]+\.(remote|merge|rebase)|remote\.[^\n]+\.fetch)",
+    re.IGNORECASE,
+)
 
 
 def _config(args: Sequence[str], caller: Caller) -> Decision:
@@ -350,8 +358,10 @@ def _config(args: Sequence[str], caller: Caller) -> Decision:
         raise Denied("only `git config --get|--get-all <name> [<value-pattern>]` is allowed")
     count(parsed.positionals, 1, 2, "arguments (<name> [<value-pattern>])")
     name = check_rev(parsed.positionals[0], "config name")
-    if any(word in name.lower() for word in SECRET_WORDS):
-        raise Denied(f"config key `{name}` may hold a credential")
+    if not READABLE_KEYS.fullmatch(name):
+        raise Denied(f"config key `{name}` is not one a sandbox may read (it may hold a "
+                     "credential); readable: user.name, user.email, branch.<x>.remote|merge, "
+                     "remote.<x>.fetch, push.default, pull.rebase, core.autocrlf, ...")
     pattern = parsed.positionals[1:]
     return allow(build(["config"], parsed.options, (name, *pattern)))
 

@@ -454,12 +454,16 @@ class Bridge:
             # Thawed: the client reads again. Output goes out in order, stream by stream.
             for spool, stream in ((out, process.stdout), (err, process.stderr)):
                 spool.seek(0)
+                if verdict_argv[:1] == ("remote",):
+                    # Remote URLs may carry a user's token (https://user:TOKEN@host/...).
+                    stream.write(_USERINFO.sub(rb"\1", spool.read(1 << 20)))
                 while chunk := spool.read(1 << 16):
                     stream.write(chunk)
                     await stream.drain()
         return code if code >= 0 else 128 - code
 
 
+_USERINFO = re.compile(rb"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 PER_SANDBOX = 8  # concurrent commands of one sandbox: it cannot starve the others
 GIT_SECONDS = 600
 STDIN_SECONDS = 60

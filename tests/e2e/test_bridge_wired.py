@@ -61,3 +61,15 @@ def test_a_dead_daemon_is_started_again(locki: Locki, repo: Path) -> None:
     status = locki("daemon", "status", cwd=repo)
     assert status.returncode == 0
     assert "answers" in status.stdout
+
+
+def test_secrets_in_config_and_remote_urls_stay_on_the_host(locki: Locki, repo: Path) -> None:
+    git(repo, "config", "sendemail.smtppass", "FAKE-SMTP-PASSWORD")
+    git(repo, "remote", "add", "upstream", "https://me:ghp_FAKETOKEN@example.invalid/x.git")
+    assert locki("x", "--", "true", cwd=repo).returncode == 0
+    leaked = locki("x", "--", "sh", "-c",
+                   "git config --get sendemail.smtppass; git config --get remote.upstream.url;"
+                   " git remote -v; git remote get-url upstream", cwd=repo)
+    assert "FAKE-SMTP-PASSWORD" not in leaked.stdout + leaked.stderr
+    assert "ghp_FAKETOKEN" not in leaked.stdout + leaked.stderr
+    assert "https://example.invalid/x.git" in leaked.stdout
