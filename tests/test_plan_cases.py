@@ -39,6 +39,7 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
             path=Path(w["path"]), health=Health(w["health"]), reason=w.get("reason", "seen"),
             branch=w.get("branch"), dirty=w.get("dirty"),
             lost_commits=w.get("lost_commits"), recorded=w.get("recorded", False),
+            tampered=w.get("tampered"),
         )
         for sid, w in data.get("worktrees", {}).items()
     }

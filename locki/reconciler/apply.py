@@ -15,6 +15,7 @@ import anyio
 import structlog
 
 from locki.bridge import client
+from locki.core import git as hostgit
 from locki.core.errors import LockiError
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
@@ -83,6 +84,10 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
                 assert sid and spec
                 await worktree.create(spec.repo, ctx.worktree(sid, spec), sid, spec.base,
                                       branch=spec.branch)
+            case "worktree.restore_pointer":
+                assert sid and spec
+                worktree.restore_pointer(await hostgit.common_dir(spec.repo),
+                                         ctx.worktree(sid, spec), sid)
             case "worktree.remove":
                 assert sid and spec
                 await worktree.remove(spec.repo, ctx.worktree(sid, spec), sid, force=force)

@@ -112,6 +112,9 @@ def _worktree(sid: str, obs: WorktreeObs | None) -> Action:
     if obs is None or obs.health is Health.MISSING:
         why = obs.reason if obs else "no worktree yet"
         return Action(address, Kind.CREATE, "worktree.create", why, sid)
+    if obs.tampered:
+        return Action(address, Kind.UPDATE, "worktree.restore_pointer",
+                      f"{obs.tampered} (tampering?); restore it", sid)
     return Action(address, Kind.NOOP, "worktree.create", obs.reason, sid)
 
 

@@ -31,6 +31,7 @@ class WorktreeObs:
     dirty: bool | None = None
     lost_commits: int | None = None
     recorded: bool = False
+    tampered: str | None = None  # what is wrong with its `.git` pointer, if anything
 
     @property
     def at_risk(self) -> str | None:

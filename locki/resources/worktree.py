@@ -7,6 +7,9 @@ observed, not desired: any `*#locki-<id>` name the agent picks is fine.
 
 from __future__ import annotations
 
+import os
+import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ import structlog
 
 from locki.core import git
 from locki.core.errors import LockiError
+from locki.core.files import write_atomically
 from locki.resources.model import Health, WorktreeObs
 
 log = structlog.get_logger("locki.resources.worktree")
@@ -73,6 +77,7 @@ async def observe(
         why = f"cannot list worktrees of `{repo}`: {listing.stderr.strip() or 'git failed'}"
         return {sid: WorktreeObs(path, Health.UNKNOWN, why) for sid, path in expected.items()}
     records = {r.path: r for r in parse_porcelain(listing.stdout)}
+    common = await git.common_dir(repo)
     result: dict[str, WorktreeObs] = {}
     for sandbox_id, path in expected.items():
         record = records.get(path)
@@ -84,7 +89,7 @@ async def observe(
             else:
                 result[sandbox_id] = WorktreeObs(path, Health.MISSING, "no worktree yet")
             continue
-        if record.prunable or not path.is_dir():
+        if not path.is_dir():
             result[sandbox_id] = WorktreeObs(
                 path, Health.MISSING, "the folder was deleted; git still records it",
                 recorded=True,
@@ -98,9 +103,50 @@ async def observe(
         where = f"on branch `{record.branch}`" if record.branch else "detached HEAD"
         result[sandbox_id] = WorktreeObs(
             path, Health.OK, where, branch=record.branch, head=record.head, dirty=dirty,
-            lost_commits=lost, recorded=True,
+            lost_commits=lost, recorded=True, tampered=pointer_problem(common, path),
         )
     return result
+
+
+def pointer_problem(common: Path, path: Path) -> str | None:
+    """What is wrong with the worktree's `.git` pointer, or None when it is intact.
+
+    The sandbox can rewrite `.git` to point host git (an IDE, a shell) at a repository
+    of its own making, whose config runs programs (`core.fsmonitor`). Read without
+    following a symlink, and compared with what git's own records say it must be.
+    """
+    admin = git.admin_dir(common, path)
+    if admin is None:
+        return "git has no record of it"
+    try:
+        fd = os.open(path / ".git", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return "its `.git` pointer was removed"
+    except OSError:
+        return "its `.git` was replaced by a symlink or something unreadable"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "its `.git` is no longer a file"
+        content = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    if content.strip() != f"gitdir: {admin}".encode():
+        return "its `.git` pointer was rewritten"
+    return None
+
+
+def restore_pointer(common: Path, path: Path, sandbox_id: str) -> None:
+    """Put the `.git` pointer back; whatever stood there is kept aside, not deleted."""
+    problem = pointer_problem(common, path)
+    admin = git.admin_dir(common, path)
+    if problem is None or admin is None or not path.is_dir():
+        return
+    target = path / ".git"
+    if target.is_dir() and not target.is_symlink():
+        target.rename(path / f".git.locki-tampered-{int(time.time())}")
+    write_atomically(target, f"gitdir: {admin}\n".encode())  # a rename: never follows
+    log.warning("worktree.pointer_restored", sandbox=sandbox_id, worktree=str(path),
+                problem=problem)
 
 
 async def lost_commits(repo: Path, head: str | None, sandbox_id: str, *,
@@ -169,6 +215,8 @@ async def create(repo: Path, path: Path, sandbox_id: str, base: str, *,
 
 async def remove(repo: Path, path: Path, sandbox_id: str, *, force: bool) -> None:
     """Remove the worktree (branches stay); a folder already gone is just pruned."""
+    if path.is_dir():
+        restore_pointer(await git.common_dir(repo), path, sandbox_id)
     if path.exists():
         args = ["worktree", "remove", *(["--force"] if force else []), str(path)]
         await git.git(repo, *args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,60 @@ def test_untracked_files_count_as_changes(locki: Locki, repo: Path) -> None:
     refused = locki("rm", cwd=repo)
     assert refused.returncode == 1
     assert "uncommitted changes" in refused.stderr
+
+
+# The container's own git (/usr/bin/git): in the worktree `git` is the bridge's shim.
+TAMPER = (
+    "G=/usr/bin/git; $G init -q --bare .evil && $G --git-dir=.evil config core.bare false && "
+    "$G --git-dir=.evil config core.worktree \"$PWD\" && "
+    "printf '#!/bin/sh\\ntouch {marker}\\n' > .evil/fsm && chmod +x .evil/fsm && "
+    "$G --git-dir=.evil config core.fsmonitor \"$PWD/.evil/fsm\" && "
+    "printf 'gitdir: %s/.evil\\n' \"$PWD\" > .git"
+)
+
+
+def test_a_rewritten_git_pointer_is_restored_and_never_runs_on_the_host(
+    locki: Locki, repo: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "FSMONITOR-RAN"  # host-only path: only host git could touch it
+    tampered = locki("x", "--", "sh", "-c", TAMPER.format(marker=marker), cwd=repo)
+    assert tampered.returncode == 0, tampered.stderr
+    box = locki.sandboxes(repo)[0]
+    worktree = Path(str(box["worktree"]))
+    assert ".evil" in (worktree / ".git").read_text()
+    # The trap is real: the user's own git in the worktree would run it on the host.
+    subprocess.run(["git", "status"], cwd=worktree, capture_output=True)
+    assert marker.exists()
+    marker.unlink()
+
+    planned = locki("plan", cwd=repo)
+    assert f"~ sandbox.{box['id']}.worktree" in planned.stdout
+    assert "rewritten (tampering?)" in planned.stdout
+    assert locki("apply", cwd=repo).returncode == 0
+    assert (worktree / ".git").read_text().startswith(f"gitdir: {repo}/.git/worktrees/")
+    git(worktree, "status", "--short")  # the user's own git, e.g. from an IDE
+    assert not marker.exists()
+
+
+def test_a_removed_git_pointer_is_not_a_deleted_folder(locki: Locki, repo: Path) -> None:
+    gone = locki("x", "--", "sh", "-c", "echo keep > work.txt && rm .git", cwd=repo)
+    assert gone.returncode == 0, gone.stderr
+    box = locki.sandboxes(repo)[0]
+    planned = locki("plan", cwd=repo)
+    assert "worktree folder was deleted" not in planned.stdout
+    assert "pointer was removed" in planned.stdout
+    assert locki("apply", cwd=repo).returncode == 0
+    assert (Path(str(box["worktree"])) / "work.txt").read_text() == "keep\n"
+    refused = locki("rm", cwd=repo)
+    assert refused.returncode == 1
+    assert "uncommitted changes" in refused.stderr
+
+
+def test_a_tampered_sandbox_can_still_be_removed(locki: Locki, repo: Path,
+                                                 tmp_path: Path) -> None:
+    marker = tmp_path / "RAN"
+    assert locki("x", "--", "sh", "-c", TAMPER.format(marker=marker), cwd=repo).returncode == 0
+    removed = locki("rm", "--force", cwd=repo)
+    assert removed.returncode == 0, removed.stderr
+    assert locki.sandboxes(repo) == []
+    assert not marker.exists()
