@@ -91,7 +91,7 @@ TAMPER = (
     "G=/usr/bin/git; $G init -q --bare .evil && $G --git-dir=.evil config core.bare false && "
     "$G --git-dir=.evil config core.worktree \"$PWD\" && "
     "printf '#!/bin/sh\\ntouch {marker}\\n' > .evil/fsm && chmod +x .evil/fsm && "
-    "$G --git-dir=.evil config core.fsmonitor \"$PWD/.evil/fsm\" && "
+    "$G --git-dir=.evil config core.fsmonitor \"'$PWD/.evil/fsm'\" && "
     "printf 'gitdir: %s/.evil\\n' \"$PWD\" > .git"
 )
 
