@@ -227,3 +227,30 @@ def test_bridge_check_evaluates_the_policy_without_running_anything(
         assert capsys.readouterr().out.startswith("denied: ")
     assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--", "ls") == 2
     assert git(repo, "for-each-ref") == before
+
+
+def test_conflicting_or_empty_selection_is_a_usage_error(
+    state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file(SANDBOXES)
+    assert run_in(repo, monkeypatch, "rm", "-m", "") == 2
+    assert "-m needs an id prefix" in capsys.readouterr().err
+    assert run_in(repo, monkeypatch, "x", "-n", "-m", "abcd", "--", "true") == 2
+    assert "goes with neither -m nor -i" in capsys.readouterr().err
+
+
+def test_a_symlinked_state_file_stays_a_symlink(
+    incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    real = tmp_path / "dotfiles" / "sandboxes.toml"
+    real.parent.mkdir()
+    real.write_text("# managed by my dotfiles\n")
+    link = incus_runtime / ".config" / "locki" / "sandboxes.toml"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(real)
+    # `new` fails at the runtime (there is none here) but has written its entry by then.
+    run_in(repo, monkeypatch, "new")
+    assert link.is_symlink()
+    assert "[sandbox." in real.read_text()
+    assert "# managed by my dotfiles" in real.read_text()

@@ -70,5 +70,15 @@ def test_check_validates_a_repo_config(tmp_path: Path, capsys: pytest.CaptureFix
     assert run(["check", str(config), "--json"]) == 1
     err = capsys.readouterr().err
     assert "unknown key `incus_imgae`" in err
-    assert "keys allowed there: incus_image" in err
+    assert "keys allowed there: forwards, incus_image" in err
     assert run(["check", str(tmp_path / "nope.toml")]) == 1
+
+
+def test_check_accepts_a_repo_without_config_and_refuses_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], home: Path
+) -> None:
+    assert run(["check", str(tmp_path)]) == 0
+    assert "defaults apply" in capsys.readouterr().out
+    (tmp_path / "locki.toml").write_text('incus_image = "../../../etc/passwd"\n')
+    assert run(["check", str(tmp_path)]) == 1
+    assert "leaves the repository" in capsys.readouterr().err

@@ -143,7 +143,7 @@ async def cmd_apply(ctx: Context, *, force: bool) -> int:
 async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
                      delete_branch: bool, interactive: bool = False) -> int:
     chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False,
-                          interactive=interactive)
+                          interactive=interactive, removing_too=True)
     sid, spec = chosen.sandbox_id, chosen.spec
     path = ctx.worktree(sid, spec)
     found = await worktree.observe(spec.repo, {sid: path}, check_work={sid: delete_branch})
@@ -164,6 +164,11 @@ async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
 def cmd_check(target: Path, *, as_json: bool) -> int:
     """Validate a repo's `locki.toml` without touching any runtime (for CI)."""
     path = (target / "locki.toml" if target.is_dir() else target).absolute()
+    if target.is_dir() and not path.exists():
+        # A repo without locki.toml is valid: every default applies.
+        print(json.dumps({"file": None, "ok": True, "image": "default"}) if as_json
+              else f"ok: no locki.toml in {target.absolute()} (defaults apply)")
+        return 0
     if not path.is_file():
         raise LockiError(f"`{path}` does not exist",
                          hint="give the path of a locki.toml, or of the repo that holds one")

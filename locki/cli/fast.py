@@ -51,6 +51,21 @@ def _instance(name: str, project: str) -> dict[str, Any] | None:
     return meta
 
 
+_KEYS = {"repo", "base", "image", "state", "branch", "forwards", "delete_branches"}
+
+
+def _plausible(sandbox_id: str, spec: Any) -> bool:
+    """A cheap stand-in for the model's validation; anything odd takes the full path."""
+    return (
+        len(sandbox_id) == 8 and sandbox_id.isascii() and sandbox_id.isalnum()
+        and sandbox_id == sandbox_id.lower() and isinstance(spec, dict)
+        and not set(spec) - _KEYS and isinstance(spec.get("repo"), str)
+        and spec["repo"].startswith("/") and isinstance(spec.get("image"), str)
+        and isinstance(spec.get("base"), str)
+        and spec.get("state", "running") in ("running", "stopped", "removed")
+    )
+
+
 def _split(tokens: list[str]) -> tuple[str | None, list[str]] | None:
     """(match, command) of `x [-m M] [--] CMD...`, or None for anything else."""
     match = None
@@ -121,7 +136,10 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     runtime = os.environ.get("LOCKI_RUNTIME") or config.get("runtime")
     if runtime != "incus":
         return None
-    sandboxes = _load(paths.desired_state).get("sandbox", {})
+    desired = _load(paths.desired_state)
+    sandboxes = desired.get("sandbox", {})
+    if set(desired) - {"sandbox"} or not all(_plausible(k, v) for k, v in sandboxes.items()):
+        return None  # the full path names what is wrong with the file
     cwd = Path.cwd()
     sid = _chosen(paths, sandboxes, match, cwd)
     if sid is None:

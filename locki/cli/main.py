@@ -34,7 +34,7 @@ app = App(
     "`locki plan` previews, `locki apply` converges.",
     version=__version__,
     result_action="return_value",
-    help_format="plaintext",
+    help_format="rst",
     exit_on_error=False,
     suppress_keyboard_interrupt=False,
     print_error=True,
@@ -213,7 +213,7 @@ def port_forward(
 
 
 daemon = App(name="daemon", help="The host daemon that serves the sandboxes' git bridge.",
-             help_format="plaintext")
+             help_format="rst")
 app.command(daemon)
 
 
@@ -230,7 +230,7 @@ def daemon_stop() -> int:
 
 
 bridge = App(name="bridge", help="The git bridge between sandboxes and the host.",
-             help_format="plaintext")
+             help_format="rst")
 app.command(bridge)
 
 

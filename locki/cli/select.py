@@ -14,7 +14,7 @@ from pathlib import Path
 
 from locki.cli import forwards
 from locki.core import git
-from locki.core.errors import LockiError
+from locki.core.errors import LockiError, UsageError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.reconciler.context import Context
 from locki.reconciler.observe import observe
@@ -102,9 +102,12 @@ async def _by_branch(ctx: Context, desired: DesiredState, text: str,
                      candidates: dict[str, SandboxSpec]) -> list[str]:
     observed = await observe(ctx, DesiredState(sandbox=candidates),
                              scope=frozenset(candidates))
+    # The `#locki-<id>` suffix every branch shares is not matched: `-m locki` would
+    # otherwise match them all.
     return [
         sid for sid, obs in observed.worktrees.items()
-        if obs.health is Health.OK and obs.branch and text in obs.branch
+        if obs.health is Health.OK and obs.branch
+        and text in obs.branch.rsplit("#locki-", 1)[0]
     ]
 
 
@@ -148,10 +151,15 @@ async def pick(ctx: Context, candidates: dict[str, SandboxSpec], *, cwd: Path,
 
 async def choose(
     ctx: Context, *, match: str | None, new: bool, cwd: Path, allow_create: bool = True,
-    interactive: bool = False,
+    interactive: bool = False, removing_too: bool = False,
 ) -> Chosen:
+    if match is not None and not match.strip():
+        raise UsageError("-m needs an id prefix or part of a branch name, not nothing")
+    if new and (match is not None or interactive):
+        raise UsageError("-n makes a new sandbox: it goes with neither -m nor -i")
     desired = ctx.read_desired()
-    live = _live(desired)
+    # `remove` may finish a removal that was interrupted; nothing else acts on those.
+    live = dict(desired.sandbox) if removing_too else _live(desired)
     if new:
         return await create(ctx, cwd)
     if interactive:

@@ -39,7 +39,23 @@ class CommandFailed(LockiError):
 
     def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
-        super().__init__(f"`{' '.join(argv[:3])}` failed with exit code {returncode}: {detail}")
+        super().__init__(f"`{_name(argv)}` failed with exit code {returncode}: {detail}")
         self.argv = argv
         self.returncode = returncode
         self.stderr = stderr
+
+
+def _name(argv: list[str]) -> str:
+    """The program and its subcommand, skipping options (`git -c x=y status` -> git status)."""
+    words = [argv[0].rsplit("/", 1)[-1]] if argv else []
+    skip = False
+    for word in argv[1:]:
+        if skip:
+            skip = False
+        elif word in ("-c", "--project"):
+            skip = True
+        elif not word.startswith("-"):
+            words.append(word)
+            if len(words) == 3:
+                break
+    return " ".join(words)

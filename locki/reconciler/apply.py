@@ -154,7 +154,8 @@ async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool 
             try:
                 await retry_transient(_step(ctx, desired, action, force))
             except LockiError as exc:
-                log.warning("apply.failed", address=action.address, error=exc.message)
+                # info, not warning: the failure is reported once, at the end.
+                log.info("apply.failed", address=action.address, error=exc.message)
                 failures.append((action, exc))
                 return  # later steps of this chain depend on this one
 

@@ -220,9 +220,13 @@ def _retire(sid: str, spec: SandboxSpec, observed: Observed, why: str) -> list[A
 def _orphans(desired: DesiredState, observed: Observed) -> list[Action]:
     """Containers of this installation that no desired sandbox owns."""
     actions: list[Action] = []
+    if not observed.runtime_known:
+        return actions  # what is not seen is never destroyed
     for sid in sorted(observed.containers):
         if sid not in desired.sandbox:
             actions += _revoke(sid, observed)
+            # Destructive: what was installed inside goes, and an emptied or truncated
+            # `sandboxes.toml` must not silently take every container with it.
             actions.append(Action(f"sandbox.{sid}.container", Kind.DELETE, "container.delete",
-                                  "not in the desired state", sid))
+                                  "not in the desired state", sid, destructive=True))
     return actions

@@ -59,6 +59,13 @@ def looks_like_path(value: str) -> bool:
 def resolve(repo: Path, value: str, *, arch: str | None = None) -> str | Archive:
     """What `value` from `repo`'s config names: an image reference, or an archive."""
     root = repo.resolve()
+    if looks_like_path(value) and not _safe_pattern(value):
+        raise LockiError(
+            f"`incus_image = \"{value}\"` leaves the repository: archives are named relative "
+            "to the repo root, without `..` or a leading `/`",
+            hint="move the archive into the repository, or import it into Incus and use its "
+            "alias",
+        )
     matches = sorted(p for p in root.glob(value) if p.is_file()) if _safe_pattern(value) else []
     if not matches:
         if looks_like_path(value):

@@ -175,7 +175,9 @@ class StateFile:
             after = doc.as_string()
             if after != before:
                 validate(self.path, doc.unwrap(), DesiredState)
-                schemas.install_beside(self.path, SCHEMA)
-                write_atomically(self.path, after.encode())
+                # A symlinked file (dotfile managers do that) is written where it points.
+                target = self.path.resolve() if self.path.is_symlink() else self.path
+                schemas.install_beside(target, SCHEMA)
+                write_atomically(target, after.encode())
         finally:
             self.lock.release()
