@@ -4,8 +4,9 @@ needs the runtime, because each fails before anything is created."""
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,13 @@ SANDBOXES = (
 
 
 @pytest.fixture
-def incus_runtime(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def incus_runtime(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("LOCKI_RUNTIME", "incus")
     # Point the Incus client at a socket that does not exist: nothing here may need it.
     monkeypatch.setenv("INCUS_SOCKET", str(home / "no-incus.sock"))
-    return home
+    yield home
+    # Nothing here may leave a bridge daemon behind (none should start: no runtime).
+    assert not (Path(os.environ["XDG_RUNTIME_DIR"]) / "locki" / "bridge.sock").exists()
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

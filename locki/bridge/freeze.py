@@ -47,7 +47,40 @@ async def _request(method: str, path: str, body: dict[str, Any] | None = None
     return answer
 
 
+def _cgroup(name: str, project: str) -> tuple[str, str, str, str] | None:
+    """The container's freezer file (cgroup v1 or v2) if this process may write it:
+    (path, frozen value, thawed value, file that reports the state)."""
+    payload = f"lxc.payload.{name if project == 'default' else f'{project}_{name}'}"
+    v1 = f"/sys/fs/cgroup/freezer/{payload}/freezer.state"
+    if os.access(v1, os.W_OK):
+        return v1, "FROZEN", "THAWED", v1
+    v2 = f"/sys/fs/cgroup/{payload}"
+    if os.access(f"{v2}/cgroup.freeze", os.W_OK):
+        return f"{v2}/cgroup.freeze", "1", "0", f"{v2}/cgroup.events"
+    return None
+
+
+async def _cgroup_state(found: tuple[str, str, str, str], frozen: bool) -> None:
+    """Write the freezer directly: well under a millisecond, where the API path polls
+    LXC's freezer once a second and so often takes a whole second."""
+    path, on, off, report = found
+    want = on if frozen else off
+    with open(path, "w") as handle:
+        handle.write(want)
+    for _ in range(5000):
+        with open(report) as handle:
+            text = handle.read()
+        if (text.strip() == want) if report == path else (f"frozen {want}" in text):
+            return
+        await asyncio.sleep(0.001)
+    raise LockiError(f"the container's freezer did not reach {want} (`{path}`)")
+
+
 async def _state(name: str, project: str, action: str) -> None:
+    found = _cgroup(name, project)
+    if found is not None:
+        await _cgroup_state(found, action == "freeze")
+        return
     answer = await _request("PUT", f"/1.0/instances/{name}/state?project={project}",
                             {"action": action, "timeout": 30})
     operation = answer.get("operation")

@@ -52,6 +52,9 @@ def _project(observed: Observed) -> Action:
 
 def _daemon(observed: Observed) -> Action:
     """The host daemon behind every sandbox's git: running this very code."""
+    if not observed.runtime_known:
+        return Action(DAEMON, Kind.NOOP, "bridge.daemon",
+                      f"waits for the runtime: {observed.runtime_reason}")
     if observed.daemon is None:
         return Action(DAEMON, Kind.CREATE, "bridge.daemon", "not answering; start it")
     if observed.daemon != observed.daemon_wanted:
