@@ -24,3 +24,18 @@ BIN = Path(sys.executable).parent
 def test_static_check(argv: list[str]) -> None:
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_credentials_are_cut_from_urls() -> None:
+    from locki.bridge.server import redact
+
+    cases = {
+        b"o\thttps://me:ghp_X@github.com/a/b (fetch)": b"o\thttps://github.com/a/b (fetch)",
+        b"s\tuser:pw@host.example:path/r.git": b"s\thost.example:path/r.git",
+        b"a\thttps://u:p@ss@h/x": b"a\thttps://h/x",
+        b"q\thttps://h/x?token=T": b"q\thttps://h/x",
+        b"t\thttps://u:A\tB@h/x": b"t\thttps://h/x",
+        b"p\t/tmp/origin.git (fetch)": b"p\t/tmp/origin.git (fetch)",
+    }
+    for raw, clean in cases.items():
+        assert redact(raw) == clean

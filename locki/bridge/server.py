@@ -385,13 +385,15 @@ class Bridge:
             stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
         log.info("bridge.git", sandbox=sandbox.id, argv=verdict.argv, cwd=cwd)
         try:
-            # Read while the client still runs: it is frozen during the command.
-            data = await _read_stdin(process) if stdin is None and _wants_stdin(
-                verdict.argv) else None
             own = self._own_slots.setdefault(sandbox.id, asyncio.Semaphore(PER_SANDBOX))
             target = replace(sandbox, admin=admin)
             words = tuple(verdict.argv)
             async with own, self._slots:
+                # Read while the client still runs (it is frozen during the command), to
+                # disk, and only within the sandbox's own slots: no flood fills memory.
+                if stdin is None and _wants_stdin(verdict.argv):
+                    stdin = await _read_stdin(process)
+                data = None
                 if not verdict.writes:
                     return await self._run(process, target, words, fd, stdin, data)
                 # One writer per sandbox at a time, so the HEAD check below still holds
@@ -414,6 +416,37 @@ class Bridge:
                 f"denied: HEAD is on `{ref.removeprefix('refs/heads/') or '?'}`, not on one "
                 f"of this sandbox's branches; switch to `<topic>#locki-{sandbox.id}` first"
             )
+
+    async def _tracked_folders_are_folders(self, sandbox: Sandbox, git_prefix: list[str]
+                                           ) -> None:
+        """Refuse while a folder git tracks files in is a symlink in the worktree.
+
+        Some git commands (grep, blame, rm) reach worktree files by their index path
+        without checking for a symlinked leading folder: a sandbox that commits `z/f`,
+        then makes `z` a symlink to a host folder, would have host git read or delete
+        there. Run while the sandbox is frozen; reads the index only.
+        """
+        listing = await asyncio.create_subprocess_exec(
+            *git_prefix, "ls-files", "-z", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL,
+            env=git.host_env(), cwd=sandbox.worktree)
+        out, _ = await listing.communicate()
+        folders: set[str] = set()
+        for entry in out.split(b"\0"):
+            parts = os.fsdecode(entry).split("/")[:-1]
+            folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+        root = os.open(sandbox.worktree, _DIR_FLAGS)
+        try:
+            for folder in sorted(folders, key=lambda f: f.count("/")):
+                try:
+                    info = os.stat(folder, dir_fd=root, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISDIR(info.st_mode):
+                    raise Refused(f"denied: `{folder}` holds tracked files but is not a folder "
+                                  "in the worktree (a symlink?); restore it first")
+        finally:
+            os.close(root)
 
     def project(self) -> str:
         return f"locki-{self.paths.installation_id_file.read_text().strip()}"
@@ -440,6 +473,9 @@ class Bridge:
             async with self.freezer.frozen(f"locki-{sandbox.id}", self.project()):
                 if verdict_argv[:1] == ("mv",) and "--" in verdict_argv:
                     _no_symlinks_on_the_way(fd, verdict_argv[verdict_argv.index("--") + 1:])
+                if verdict_argv[:1] and verdict_argv[0] in TOUCHES_WORKTREE:
+                    await self._tracked_folders_are_folders(sandbox, argv[:argv.index(
+                        verdict_argv[0])])
                 child = await asyncio.create_subprocess_exec(
                     *[os.fsencode(a) for a in argv], stdin=source, stdout=out, stderr=err,
                     env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
@@ -454,16 +490,33 @@ class Bridge:
             # Thawed: the client reads again. Output goes out in order, stream by stream.
             for spool, stream in ((out, process.stdout), (err, process.stderr)):
                 spool.seek(0)
-                if verdict_argv[:1] == ("remote",):
-                    # Remote URLs may carry a user's token (https://user:TOKEN@host/...).
-                    stream.write(_USERINFO.sub(rb"\1", spool.read(1 << 20)))
+                if verdict_argv[:1] in (("remote",), ("config",)):
+                    # URLs may carry a user's token (https://user:TOKEN@host/..., or
+                    # user:pass@host:path): cut every user-info part and query string.
+                    stream.write(redact(spool.read()))
                 while chunk := spool.read(1 << 16):
                     stream.write(chunk)
                     await stream.drain()
         return code if code >= 0 else 128 - code
 
 
-_USERINFO = re.compile(rb"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_USERINFO = re.compile(rb"([a-zA-Z][a-zA-Z0-9+.-]*://)[^\n@]*@")
+_SCP_USERINFO = re.compile(rb"(^|[\s])[^\s/@]*@(?=[^\s/@:]+:)", re.MULTILINE)
+_QUERY = re.compile(rb"(://[^\s?]*)\?\S*")
+
+
+def redact(text: bytes) -> bytes:
+    """`text` without the credentials a URL can carry."""
+    previous = None
+    while previous != text:  # `u:p@ss@h`: every `@` of a user-info part goes
+        previous, text = text, _USERINFO.sub(rb"\1", text)
+    text = _SCP_USERINFO.sub(rb"\1", text)
+    return _QUERY.sub(rb"\1", text)
+# Subcommands that read or write worktree files by path.
+TOUCHES_WORKTREE = frozenset({
+    "add", "blame", "checkout", "cherry-pick", "commit", "diff", "grep", "ls-files", "merge",
+    "mv", "rebase", "reset", "restore", "revert", "rm", "status", "switch",
+})
 PER_SANDBOX = 8  # concurrent commands of one sandbox: it cannot starve the others
 GIT_SECONDS = 600
 STDIN_SECONDS = 60
@@ -517,28 +570,31 @@ def _wants_stdin(argv: Sequence[str]) -> bool:
     client's stdin read: a terminal or an idle pipe must never stall a command."""
     words = list(argv)
     for i, word in enumerate(words):
-        if word in ("--stdin", "--file=-", "-F-", "--pathspec-from-file=-") or \
-                word.startswith("--batch"):
+        if word in ("--stdin", "--file=-", "-F-", "-f-", "--pathspec-from-file=-",
+                    "--parseopt") or word.startswith("--batch"):
             return True
-        if word in ("-F", "--file") and words[i + 1:i + 2] == ["-"]:
+        if word in ("-F", "-f", "--file") and words[i + 1:i + 2] == ["-"]:
             return True
     return False
 
 
-async def _read_stdin(process: asyncssh.SSHServerProcess[bytes]) -> bytes:
-    """The client's whole stdin, bounded in size and time."""
-    chunks: list[bytes] = []
+async def _read_stdin(process: asyncssh.SSHServerProcess[bytes]) -> int:
+    """The client's whole stdin in an unlinked temporary file (an fd at offset 0),
+    bounded in size and time."""
     size = 0
-    try:
-        async with asyncio.timeout(STDIN_SECONDS):
-            while chunk := await process.stdin.read(1 << 16):
-                size += len(chunk)
-                if size > STDIN_LIMIT:
-                    raise Refused(f"denied: stdin is over {STDIN_LIMIT >> 20} MiB")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise Refused(f"denied: stdin did not end within {STDIN_SECONDS}s") from None
-    return b"".join(chunks)
+    with tempfile.TemporaryFile() as spool:
+        try:
+            async with asyncio.timeout(STDIN_SECONDS):
+                while chunk := await process.stdin.read(1 << 16):
+                    size += len(chunk)
+                    if size > STDIN_LIMIT:
+                        raise Refused(f"denied: stdin is over {STDIN_LIMIT >> 20} MiB")
+                    spool.write(chunk)
+        except TimeoutError:
+            raise Refused(f"denied: stdin did not end within {STDIN_SECONDS}s") from None
+        spool.flush()
+        spool.seek(0)
+        return os.dup(spool.fileno())
 
 
 class _Process(asyncssh.SSHServerProcess[bytes]):

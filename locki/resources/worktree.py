@@ -8,8 +8,8 @@ observed, not desired: any `*#locki-<id>` name the agent picks is fine.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +143,13 @@ def restore_pointer(common: Path, path: Path, sandbox_id: str) -> None:
         return
     target = path / ".git"
     if target.is_dir() and not target.is_symlink():
-        target.rename(path / f".git.locki-tampered-{int(time.time())}")
+        # A name the sandbox cannot guess (a predictable one could be planted to block us).
+        aside = path / f".git.locki-tampered-{secrets.token_hex(8)}"
+        try:
+            os.rename(target, aside)
+        except OSError as exc:
+            raise LockiError(f"cannot move the sandbox's `.git` folder aside in `{path}`: "
+                             f"{exc.strerror}", hint="move it away by hand, then apply") from exc
     write_atomically(target, f"gitdir: {admin}\n".encode())  # a rename: never follows
     log.warning("worktree.pointer_restored", sandbox=sandbox_id, worktree=str(path),
                 problem=problem)

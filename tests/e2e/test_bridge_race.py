@@ -74,3 +74,26 @@ def test_git_mv_through_a_symlink_is_refused(locki: Locki, repo: Path, tmp_path:
         assert "denied" in moved.stderr
     assert list(hostonly.iterdir()) == []
     assert (worktree / "app.py").exists()
+
+
+def test_a_tracked_folder_turned_symlink_reaches_nothing(
+    locki: Locki, repo: Path, tmp_path: Path
+) -> None:
+    """No race either: commit `z/f`, then make `z` a symlink to a host folder."""
+    hostonly = tmp_path / "hostonly"
+    hostonly.mkdir()
+    (hostonly / "secret").write_text("SECRET-HOST\n")
+    (hostonly / "victim").write_text("VICTIM\n")
+    setup = locki("x", "--", "sh", "-c",
+                  "mkdir z && echo decoy > z/secret && echo decoy > z/victim && git add z && "
+                  "git commit -qm track && rm -rf z", cwd=repo)
+    assert setup.returncode == 0, setup.stderr
+    worktree = Path(str(locki.sandboxes(repo)[0]["worktree"]))
+    (worktree / "z").symlink_to(hostonly)
+    for words in (["grep", "-h", "-e", ".", "--", "z/secret"], ["grep", "SECRET"],
+                  ["blame", "z/secret"], ["rm", "-r", "-f", "-q", "z"], ["rm", "-f", "z/victim"],
+                  ["rm", "-r", "-f", "-q", "."]):
+        tried = locki("x", "--", "git", *words, cwd=repo)
+        assert "SECRET-HOST" not in tried.stdout, words
+        assert tried.returncode != 0, words
+    assert sorted(p.name for p in hostonly.iterdir()) == ["secret", "victim"]
