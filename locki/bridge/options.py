@@ -279,6 +279,10 @@ def emit_options(options: Sequence[tuple[Opt, str | None]]) -> list[str]:
             out.append(opt.name)
         elif opt.long:
             out.append(f"--{opt.long}={val}")
+        elif val == "":
+            # An empty value cannot be glued (`-e` alone would take the next word):
+            # it is its own, empty, word.
+            out.extend([f"-{opt.short}", ""])
         else:
             # Short-only options keep their value glued (`-e--exec`): one word per option,
             # so no reader can take the value for an option of its own.
