@@ -35,12 +35,11 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def compare(name: str, locki: list[float], raw: list[float]) -> dict[str, object]:
-    row = {"scenario": name, "locki": summary(locki), "raw": summary(raw),
-           "ratio_p50": statistics.median(locki) / statistics.median(raw)}
-    print(f"{name:<34} locki p50 {row['locki']['p50_ms']:7.1f} ms "  # type: ignore[index]
-          f"(p10 {row['locki']['p10_ms']:6.1f}, p90 {row['locki']['p90_ms']:6.1f})   "  # type: ignore[index]
-          f"raw p50 {row['raw']['p50_ms']:7.1f} ms   ratio {row['ratio_p50']:.2f}x")  # type: ignore[index]
-    return row
+    mine, base = summary(locki), summary(raw)
+    ratio = statistics.median(locki) / statistics.median(raw)
+    print(f"{name:<34} locki p50 {mine['p50_ms']:7.1f} ms (p10 {mine['p10_ms']:6.1f}, "
+          f"p90 {mine['p90_ms']:6.1f})   raw p50 {base['p50_ms']:7.1f} ms   ratio {ratio:.2f}x")
+    return {"scenario": name, "locki": mine, "raw": base, "ratio_p50": ratio}
 
 
 def save(name: str, rows: list[dict[str, object]]) -> Path:
