@@ -19,12 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from locki.core.errors import LockiError
-
-
-def incus_socket() -> str:
-    if os.environ.get("INCUS_SOCKET"):
-        return os.environ["INCUS_SOCKET"]
-    return os.path.join(os.environ.get("INCUS_DIR", "/var/lib/incus"), "unix.socket")
+from locki.core.files import incus_socket
 
 
 async def _request(method: str, path: str, body: dict[str, Any] | None = None

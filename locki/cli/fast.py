@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from locki.core import sandbox_exec
-from locki.core.files import answering
+from locki.core.files import answering, incus_socket
 
 if TYPE_CHECKING:
     from locki.core.paths import Paths
@@ -27,18 +27,12 @@ if TYPE_CHECKING:
 SIMPLE_FLAGS = {"-m", "--match"}
 
 
-def _incus_socket() -> str:
-    if os.environ.get("INCUS_SOCKET"):
-        return os.environ["INCUS_SOCKET"]
-    return os.path.join(os.environ.get("INCUS_DIR", "/var/lib/incus"), "unix.socket")
-
-
 def _instance(name: str, project: str) -> dict[str, Any] | None:
     """GET one instance from the Incus API. A plain HTTP/1.0 request on the unix socket:
     `http.client` alone would cost more import time than the whole request."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
-        sock.connect(_incus_socket())
+        sock.connect(incus_socket())
         sock.sendall(f"GET /1.0/instances/{name}?project={project} HTTP/1.0\r\n"
                      "Host: incus\r\n\r\n".encode())
         chunks = []

@@ -45,3 +45,10 @@ def answering(path: Path, *, timeout: float = 2.0) -> bool:
         except OSError:
             return False
     return True
+
+
+def incus_socket() -> str:
+    """The Incus API socket the `incus` client would use (INCUS_SOCKET, INCUS_DIR)."""
+    if os.environ.get("INCUS_SOCKET"):
+        return os.environ["INCUS_SOCKET"]
+    return os.path.join(os.environ.get("INCUS_DIR", "/var/lib/incus"), "unix.socket")
