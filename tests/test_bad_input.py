@@ -63,8 +63,13 @@ def state_file(incus_runtime: Path) -> State:
         (SANDBOXES + "colour = 'red'\n", "key `sandbox.abce5678.colour`"),
         ('[sandbox.abcd1234]\nrepo = 7\nbase = "m"\nimage = "i"\n', "key `sandbox.abcd1234.repo`"),
         ("sandboxes = []\n", "key `sandboxes`"),
+        (SANDBOXES + '[sandbox.abce5678.include."../x"]\nrepo = "/r/b"\nbase = "main"\n',
+         "include name `../x`"),
+        (SANDBOXES + '[sandbox.abce5678.include.lib]\nrepo = "r/b"\nbase = "main"\n',
+         "key `sandbox.abce5678.include.lib.repo`"),
     ],
-    ids=["broken", "truncated", "unknown-key", "wrong-type", "unknown-table"],
+    ids=["broken", "truncated", "unknown-key", "wrong-type", "unknown-table",
+         "include-name", "include-relative-repo"],
 )
 @pytest.mark.parametrize("command", [["plan"], ["list"], ["apply"], ["new"], ["rm", "-m", "ab"]])
 def test_broken_desired_state(
@@ -257,3 +262,55 @@ def test_a_symlinked_state_file_stays_a_symlink(
     assert link.is_symlink()
     assert "[sandbox." in real.read_text()
     assert "# managed by my dotfiles" in real.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["include"], "say what to include"),
+        (["include", "--this"], "name it with -m SANDBOX"),
+        (["include", "--repo", ".", "--remove", "x"], "one at a time"),
+    ],
+)
+def test_include_usage(
+    state_file: State, incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str,
+) -> None:
+    state_file(SANDBOXES)
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, *argv) == 2
+    assert needle in capsys.readouterr().err
+    assert snapshot(incus_runtime) == before
+
+
+def test_include_of_a_missing_folder_or_an_unknown_name(
+    state_file: State, incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    state_file(SANDBOXES.replace("/r/a", str(repo)))
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, "include", "-m", "abcd", "--repo",
+                  str(tmp_path / "nowhere")) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert run_in(repo, monkeypatch, "include", "-m", "abcd", "--repo", str(tmp_path)) == 1
+    assert "is not inside a git repository" in capsys.readouterr().err
+    assert run_in(repo, monkeypatch, "include", "-m", "abcd", "--repo", str(repo)) == 1
+    assert "own repository" in capsys.readouterr().err
+    assert run_in(repo, monkeypatch, "include", "-m", "abcd", "--remove", "nope") == 1
+    assert "has no include `nope`" in capsys.readouterr().err
+    assert snapshot(incus_runtime) == before
+
+
+@pytest.mark.parametrize(
+    ("wanted", "taken", "expected"),
+    [("lib", set(), "lib"), ("lib", {"lib"}, "lib-2"), ("lib", {"lib", "lib-2"}, "lib-3"),
+     (".hidden", set(), "hidden"), ("my repo ü", set(), "my repo ü"), ("...", set(), "repo"),
+     ("a\tb", set(), "a-b")],
+)
+def test_include_names(wanted: str, taken: set[str], expected: str) -> None:
+    from locki.cli.include import unique_name
+    from locki.state.models import include_name_problem
+
+    name = unique_name(wanted, taken)
+    assert name == expected
+    assert include_name_problem(name) is None

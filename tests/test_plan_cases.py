@@ -21,6 +21,14 @@ from locki.state.models import DesiredState
 CASES = sorted((Path(__file__).parent / "cases" / "plan").glob("*/*.toml"))
 
 
+def _worktree(w: dict[str, Any]) -> WorktreeObs:
+    return WorktreeObs(
+        path=Path(w["path"]), health=Health(w["health"]), reason=w.get("reason", "seen"),
+        branch=w.get("branch"), dirty=w.get("dirty"), lost_commits=w.get("lost_commits"),
+        recorded=w.get("recorded", False), tampered=w.get("tampered"),
+    )
+
+
 def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
     runtime = Health(data.get("runtime", "ok"))
     project = data.get("project", {"health": "ok", "profile_ok": True})
@@ -34,15 +42,8 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
         )
         for sid, c in data.get("containers", {}).items()
     }
-    worktrees = {
-        sid: WorktreeObs(
-            path=Path(w["path"]), health=Health(w["health"]), reason=w.get("reason", "seen"),
-            branch=w.get("branch"), dirty=w.get("dirty"),
-            lost_commits=w.get("lost_commits"), recorded=w.get("recorded", False),
-            tampered=w.get("tampered"),
-        )
-        for sid, w in data.get("worktrees", {}).items()
-    }
+    worktrees = {sid: _worktree(w) for sid, w in data.get("worktrees", {}).items()}
+    includes = {key: _worktree(w) for key, w in data.get("includes", {}).items()}
     return Observed(
         runtime=runtime,
         runtime_reason=data.get("runtime_reason", "reachable"),
@@ -50,6 +51,7 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
                            project.get("profile_ok", False)),
         containers=containers,
         worktrees=worktrees,
+        includes=includes,
         # By default the daemon runs this code and every credential is current.
         daemon=data.get("daemon", "v1") or None,
         daemon_wanted="v1",

@@ -43,7 +43,7 @@ from asyncssh.misc import TermModes, TermSize
 from locki.bridge import freeze, keys
 from locki.core import files, git
 from locki.core.errors import LockiError
-from locki.core.paths import Paths
+from locki.core.paths import Paths, include_mount
 from locki.state.models import SandboxSpec
 from locki.state.store import StateFile
 
@@ -220,6 +220,17 @@ class Sandbox:
     repo: Path
     worktree: Path
     admin: Path | None = None  # the worktree's git dir, from the repository's side
+    # Includes: where the sandbox sees each (inside its worktree) -> (repo, host worktree).
+    includes: tuple[tuple[Path, Path, Path], ...] = ()
+
+    def route(self, cwd: str) -> tuple[Sandbox, str]:
+        """The worktree a command from `cwd` (a path inside the container) acts on, and
+        `cwd` on the host: an include's worktree for a cwd under `.locki/include/<name>`."""
+        for inside, repo, host in self.includes:
+            top = str(inside)
+            if cwd == top or cwd.startswith(top + "/"):
+                return Sandbox(self.id, repo, host), str(host) + cwd[len(top):]
+        return self, cwd
 
 
 class Bridge:
@@ -247,7 +258,12 @@ class Bridge:
             sandbox_id)
         if spec is None or spec.state == "removed":
             return None
-        return Sandbox(sandbox_id, spec.repo, self.paths.worktree_for(spec.repo, sandbox_id))
+        root = self.paths.worktree_for(spec.repo, sandbox_id)
+        includes = tuple((include_mount(root, name), inc.repo,
+                          self.paths.include_for(spec.repo, sandbox_id, name))
+                         for name, inc in sorted(spec.include.items())
+                         if inc.state == "present")
+        return Sandbox(sandbox_id, spec.repo, root, includes=includes)
 
     def deny_log(self, sandbox_id: str, cwd: str, args: Sequence[str], reason: str) -> None:
         entry = {
@@ -315,8 +331,8 @@ class Bridge:
             self.deny_log(identity, cwd, [program, *args], "only git and locki are bridged")
             raise Refused(f"denied: only git and `locki port-forward` are bridged, "
                           f"not `{program}`")
-        # Shortcoming: a cwd inside one of the sandbox's includes (`.locki/include/<name>`,
-        # another repo's worktree) is refused until includes exist in the desired state.
+        # A cwd inside one of the sandbox's includes acts on that repository's worktree.
+        sandbox, cwd = sandbox.route(cwd)
         try:
             fd = open_inside(sandbox.worktree, cwd)
         except Refused as exc:

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from locki.bridge import client, policy, server
-from locki.cli import forwards, render
+from locki.cli import forwards, include, render
 from locki.cli.select import Chosen, choose, create
 from locki.core import git as hostgit
 from locki.core import sandbox_exec
@@ -93,13 +93,18 @@ async def cmd_list(ctx: Context, *, as_json: bool) -> int:
             "desired": spec.state,
             "image": spec.image,
             "forwards": [{"host": f.host, "guest": f.guest} for f in spec.forwards],
+            "includes": include.listing(ctx, sid, spec, observed.includes),
         })
     if as_json:
         print(json.dumps(rows, indent=2))
     elif rows:
-        shown = [{**row, "forwards": " ".join(f"{f['host']}->{f['guest']}"
-                                               for f in row["forwards"])} for row in rows]
-        print(render.table(shown, ["id", "state", "branch", "forwards", "worktree"]))
+        shown = [{**row,
+                  "forwards": " ".join(f"{f['host']}->{f['guest']}" for f in row["forwards"]),
+                  "includes": " ".join(i["name"] for i in row["includes"])} for row in rows]
+        columns = ["id", "state", "branch", "forwards", "worktree"]
+        if any(row["includes"] for row in rows):
+            columns.insert(4, "includes")
+        print(render.table(shown, columns))
     else:
         print("No sandboxes yet: `locki x` in a repository creates one.", file=sys.stderr)
     if not observed.runtime_known:

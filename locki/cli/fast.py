@@ -98,7 +98,7 @@ def _chosen(paths: Paths, sandboxes: dict[str, Any], match: str | None,
     except (ValueError, IndexError):
         folder = ""
     if folder:
-        sid = folder.rpartition("-locki-")[2]
+        sid = folder.removesuffix(".include").rpartition("-locki-")[2]
         return sid if sid in live else None
     repo = _enclosing_repo(cwd, {str(s.get("repo")) for s in live.values()})
     mine = [sid for sid, s in live.items() if s.get("repo") == repo]

@@ -212,6 +212,42 @@ def port_forward(
         as_json=as_json))
 
 
+@app.command
+def include(
+    *,
+    repo: Annotated[Path | None, Parameter(name="--repo")] = None,
+    this: Annotated[bool, Parameter(negative="")] = False,
+    match: MatchOpt = None,
+    remove: Annotated[str | None, Parameter(name="--remove")] = None,
+    show: Annotated[bool, Parameter(name="--list", negative="")] = False,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Graft a worktree of another repository into a sandbox, at .locki/include/NAME/.
+
+    NAME is the other repository's folder name (made unique on a clash). Its worktree
+    starts on `untitled#locki-<id>` of that repository, created from its default branch;
+    the sandbox may write only that repository's `*#locki-<id>` branches, through the
+    bridge. A path inside a linked worktree means its main repository. Removing an
+    include with uncommitted or unpushed work needs --force; its branches are kept.
+
+    Parameters
+    ----------
+    repo
+        The repository to include into the sandbox chosen here (or with -m).
+    this
+        Include the repository you are in into the sandbox named with -m.
+    remove
+        Take include NAME out of the sandbox.
+    show
+        Only list the sandbox's includes.
+    """
+    from locki.cli.include import cmd_include
+
+    return _run(lambda ctx: cmd_include(ctx, match=match, repo=repo, this=this, remove=remove,
+                                        show=show, force=force, as_json=as_json))
+
+
 daemon = App(name="daemon", help="The host daemon that serves the sandboxes' git bridge.",
              help_format="rst")
 app.command(daemon)

@@ -39,7 +39,7 @@ def worktree_sandbox(ctx: Context, desired: DesiredState, cwd: Path) -> str | No
         return None
     if not rel.parts:
         return None
-    folder = rel.parts[0]
+    folder = rel.parts[0].removesuffix(".include")  # an include's folder: its sandbox
     _, sep, sid = folder.rpartition("-locki-")
     if sep and is_sandbox_id(sid) and sid in desired.sandbox:
         return sid

@@ -73,6 +73,10 @@ class Paths(NamedTuple):
     def worktree_for(self, repo: Path, sandbox_id: str) -> Path:
         return self.worktrees / f"{slug(repo.name)}-locki-{sandbox_id}"
 
+    def include_for(self, repo: Path, sandbox_id: str, name: str) -> Path:
+        """Where the sandbox's include `name` lives on the host (beside its worktree)."""
+        return self.worktrees / f"{slug(repo.name)}-locki-{sandbox_id}.include" / name
+
     def private_runtime_dir(self) -> Path:
         """The runtime dir, created 0700 and refused if someone else owns it."""
         path = self.runtime_dir
@@ -85,6 +89,11 @@ class Paths(NamedTuple):
                 hint="set XDG_RUNTIME_DIR to a folder only you can write",
             )
         return path
+
+
+def include_mount(worktree: Path, name: str) -> Path:
+    """Where the sandbox sees its include `name`: inside its own worktree."""
+    return worktree / ".locki" / "include" / name
 
 
 def slug(name: str) -> str:

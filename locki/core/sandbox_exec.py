@@ -26,12 +26,15 @@ def exec_env(sandbox_id: str) -> dict[str, str]:
 
 
 def inside_cwd(cwd: Path, root: Path) -> Path:
-    """The same folder inside the container when `cwd` is in the worktree, else its root."""
-    try:
-        cwd.resolve().relative_to(root.resolve())
-    except ValueError:
-        return root
-    return cwd.resolve()
+    """The same folder inside the container when `cwd` is in the worktree or one of its
+    includes (kept beside it in `<worktree>.include/`), else the worktree's root."""
+    here = cwd.resolve()
+    if here.is_relative_to(root.resolve()):
+        return here
+    includes = root.with_name(root.name + ".include").resolve()
+    if here.is_relative_to(includes) and here != includes:
+        return root / ".locki" / "include" / here.relative_to(includes)
+    return root
 
 
 def exec_args(name: str, *, cwd: Path, command: Sequence[str],

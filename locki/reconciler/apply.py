@@ -7,6 +7,7 @@ stop the others; all failures are reported together at the end.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ import structlog
 from locki.bridge import client
 from locki.core import git as hostgit
 from locki.core.errors import LockiError
+from locki.core.paths import include_mount
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
 from locki.reconciler.model import SYMBOL, Action, Plan
@@ -119,6 +121,46 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
             case "container.delete":
                 assert sid
                 await container.delete(ctx.incus, container.container_name(sid), sandbox_id=sid)
+            case "include.create":
+                assert sid and spec and action.item
+                include = spec.include[action.item]
+                await worktree.create(include.repo, ctx.include(sid, spec, action.item), sid,
+                                      include.base, branch=include.branch)
+            case "include.restore_pointer":
+                assert sid and spec and action.item
+                include = spec.include[action.item]
+                worktree.restore_pointer(await hostgit.common_dir(include.repo),
+                                         ctx.include(sid, spec, action.item), sid)
+            case "include.mount":
+                assert sid and spec and action.item
+                await container.ensure_include(
+                    ctx.incus, ctx.container_spec(sid, spec), action.item,
+                    ctx.include(sid, spec, action.item),
+                    include_mount(ctx.worktree(sid, spec), action.item))
+            case "include.unmount":
+                assert sid and action.item
+                await container.remove_device(ctx.incus, container.container_name(sid),
+                                              action.item, sandbox_id=sid)
+            case "include.remove":
+                assert sid and spec and action.item
+                path = ctx.include(sid, spec, action.item)
+                await worktree.remove(spec.include[action.item].repo, path, sid, force=force)
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # the sandbox's includes folder, once empty
+            case "include.branches":
+                assert sid and spec and action.item
+                await worktree.delete_branches(spec.include[action.item].repo, sid)
+            case "include.forget":
+                assert sid and spec and action.item
+                name = action.item
+                with ctx.state.edit() as editor:
+                    current = editor.state.sandbox.get(sid)
+                    entry = current.include.get(name) if current is not None else None
+                    # Re-checked under the lock: someone may have re-included it meanwhile.
+                    gone = not ctx.include(sid, spec, name).exists()
+                    if entry is not None and (entry.state == "removed" or gone):
+                        editor.forget_include(sid, name)
+                log.info("include.forgotten", sandbox=sid, include=name, reason=action.reason)
             case "state.forget":
                 assert sid and spec
                 with ctx.state.edit() as editor:

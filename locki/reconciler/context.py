@@ -68,6 +68,9 @@ class Context:
     def worktree(self, sandbox_id: str, spec: SandboxSpec) -> Path:
         return self.paths.worktree_for(spec.repo, sandbox_id)
 
+    def include(self, sandbox_id: str, spec: SandboxSpec, name: str) -> Path:
+        return self.paths.include_for(spec.repo, sandbox_id, name)
+
     def container_spec(self, sandbox_id: str, spec: SandboxSpec) -> container.ContainerSpec:
         return container.ContainerSpec(
             sandbox_id=sandbox_id,

@@ -16,6 +16,8 @@ class Observed:
     project: ProjectObs
     containers: dict[str, ContainerObs] = field(default_factory=dict)
     worktrees: dict[str, WorktreeObs] = field(default_factory=dict)
+    # Include worktrees, by `<sandbox id>/<include name>`.
+    includes: dict[str, WorktreeObs] = field(default_factory=dict)
     # The bridge daemon: the version it answers (None: silent) and the one wanted.
     daemon: str | None = None
     daemon_wanted: str = ""
@@ -53,6 +55,8 @@ class Action:
     reason: str
     sandbox: str | None = None
     destructive: bool = False
+    item: str | None = None  # the sub-resource acted on: an include's name, a device's
+
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +66,7 @@ class Action:
             "reason": self.reason,
             "sandbox": self.sandbox,
             "destructive": self.destructive,
+            **({"item": self.item} if self.item is not None else {}),
         }
 
 

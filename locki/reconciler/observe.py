@@ -51,6 +51,11 @@ async def observe(
             by_repo[spec.repo][sid] = ctx.worktree(sid, spec)
             if spec.state == "removed":
                 retiring[sid] = spec.delete_branches
+            for name, include in spec.include.items():
+                key = f"{sid}/{name}"
+                by_repo[include.repo][key] = ctx.include(sid, spec, name)
+                if spec.state == "removed" or include.state == "removed":
+                    retiring[key] = spec.delete_branches
 
     worktrees: dict[str, WorktreeObs] = {}
     runtime: list[tuple[Health, str, ProjectObs, dict[str, ContainerObs]]] = []
@@ -82,7 +87,9 @@ async def observe(
               for sid in {*desired.sandbox, *containers}}
     log.debug("observed", runtime=health.value, containers=len(containers),
               worktrees=len(worktrees), daemon=daemon[0] if daemon else None)
-    return Observed(health, reason, proj, containers, worktrees,
+    includes = {key: obs for key, obs in worktrees.items() if "/" in key}
+    worktrees = {key: obs for key, obs in worktrees.items() if "/" not in key}
+    return Observed(health, reason, proj, containers, worktrees, includes,
                     daemon=daemon[0] if daemon else None,
                     daemon_wanted=server.code_version() if live else "",
                     stamps=stamps)

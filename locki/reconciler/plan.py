@@ -7,10 +7,12 @@ the project first, then per sandbox worktree before container, deletions last.
 
 from __future__ import annotations
 
+from locki.core.paths import include_mount
 from locki.reconciler.model import Action, Kind, Observed, Plan
+from locki.resources import container as containers
 from locki.resources import forward
 from locki.resources.model import ContainerObs, Health, WorktreeObs
-from locki.state.models import DesiredState, SandboxSpec
+from locki.state.models import DesiredState, Include, SandboxSpec
 
 PROJECT = "project"
 DAEMON = "bridge.daemon"
@@ -133,7 +135,7 @@ def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
                        f"no container; create from `{spec.image}` {state}", sid),
                 _credential(sid, spec, obs, observed, fresh=True),
                 *_forwards(sid, spec, {})]
-    if obs.image != spec.image:
+    if _replaced(spec, obs):
         return [Action(address, Kind.REPLACE, "container.replace",
                        f"image `{obs.image}` -> `{spec.image}`; the container's own files "
                        "are lost (the worktree stays)", sid, destructive=True),
@@ -155,6 +157,11 @@ def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
     return actions + _forwards(sid, spec, obs.devices)
 
 
+def _replaced(spec: SandboxSpec, obs: ContainerObs) -> bool:
+    """Whether the container is replaced by this plan (it loses its devices)."""
+    return obs.image != spec.image
+
+
 def _sandbox(sid: str, spec: SandboxSpec, observed: Observed) -> list[Action]:
     worktree = observed.worktrees.get(sid)
     if worktree is not None and worktree.health in (Health.BROKEN, Health.UNKNOWN):
@@ -166,7 +173,118 @@ def _sandbox(sid: str, spec: SandboxSpec, observed: Observed) -> list[Action]:
     return [
         _worktree(sid, worktree),
         *_container(sid, spec, observed.containers.get(sid), worktree, observed),
+        *_includes(sid, spec, worktree, observed),
     ]
+
+
+def _includes(sid: str, spec: SandboxSpec, worktree: WorktreeObs | None,
+              observed: Observed) -> list[Action]:
+    """Each include's worktree, then its mount at `.locki/include/<name>` inside.
+
+    A removed include (or one whose folder the user deleted) is unmounted, its worktree
+    removed under the same guard as the sandbox's, and its entry dropped. Mounts nobody
+    wants are removed.
+    """
+    actions: list[Action] = []
+    box = observed.containers.get(sid)
+    if box is not None and _replaced(spec, box):
+        box = None  # the new container starts without any mount
+    for name, include in sorted(spec.include.items()):
+        obs = observed.includes.get(f"{sid}/{name}")
+        deleted = (obs is not None and obs.health is Health.MISSING and obs.recorded)
+        if include.state == "removed" or deleted:
+            why = "include removed" if include.state == "removed" else \
+                "its worktree folder was deleted"
+            actions += _unmount(sid, name, box, observed, why)
+            actions += _retire_include(sid, name, include, obs, why,
+                                       pending=not observed.runtime_known)
+            continue
+        address = f"sandbox.{sid}.include.{name}"
+        actions.append(_include_worktree(sid, name, obs))
+        if obs is None or obs.health in (Health.BROKEN, Health.UNKNOWN):
+            actions.append(Action(f"{address}.mount", Kind.NOOP, "include.mount",
+                                  f"waits for its worktree: {obs.reason if obs else '?'}",
+                                  sid, item=name))
+            continue
+        actions.append(_mount(sid, name, obs, box, worktree, observed))
+    # Removed includes' mounts were handled above; what else is mounted is unwanted.
+    wanted = {containers.include_device(name) for name in spec.include}
+    have = containers.include_devices(box.devices) if box is not None else {}
+    actions += [Action(f"sandbox.{sid}.device.{device}", Kind.DELETE, "include.unmount",
+                       f"mount of `{path}` is no longer wanted", sid, item=device)
+                for device, (_, path) in sorted(have.items()) if device not in wanted]
+    return actions
+
+
+def _include_worktree(sid: str, name: str, obs: WorktreeObs | None) -> Action:
+    address = f"sandbox.{sid}.include.{name}.worktree"
+    if obs is None or obs.health is Health.MISSING:
+        return Action(address, Kind.CREATE, "include.create",
+                      obs.reason if obs else "no worktree yet", sid, item=name)
+    if obs.tampered:
+        return Action(address, Kind.UPDATE, "include.restore_pointer",
+                      f"{obs.tampered} (tampering?); restore it", sid, item=name)
+    return Action(address, Kind.NOOP, "include.create", obs.reason, sid, item=name)
+
+
+def _mount(sid: str, name: str, obs: WorktreeObs, box: ContainerObs | None,
+           worktree: WorktreeObs | None, observed: Observed) -> Action:
+    address = f"sandbox.{sid}.include.{name}.mount"
+    if not observed.runtime_known:
+        return Action(address, Kind.NOOP, "include.mount",
+                      f"runtime unknown: {observed.runtime_reason}", sid, item=name)
+    if worktree is None:
+        return Action(address, Kind.NOOP, "include.mount", "waits for the sandbox's worktree",
+                      sid, item=name)
+    want = (str(obs.path), str(include_mount(worktree.path, name)))
+    have = containers.include_devices(box.devices).get(containers.include_device(name)) \
+        if box is not None else None
+    if have == want:
+        return Action(address, Kind.NOOP, "include.mount", f"mounted at `{want[1]}`", sid,
+                      item=name)
+    kind = Kind.CREATE if have is None else Kind.UPDATE
+    return Action(address, kind, "include.mount", f"mount `{want[0]}` at `{want[1]}`", sid,
+                  item=name)
+
+
+def _unmount(sid: str, name: str, box: ContainerObs | None, observed: Observed,
+             why: str) -> list[Action]:
+    device = containers.include_device(name)
+    if not observed.runtime_known or box is None or device not in box.devices:
+        return []
+    return [Action(f"sandbox.{sid}.include.{name}.mount", Kind.DELETE, "include.unmount",
+                   why, sid, item=device)]
+
+
+def _retire_include(sid: str, name: str, include: Include, obs: WorktreeObs | None,
+                    why: str, *, pending: bool, delete_branches: bool = False,
+                    forget: bool = True) -> list[Action]:
+    """Remove an include's worktree (guarded like the sandbox's), then its entry."""
+    address = f"sandbox.{sid}.include.{name}"
+    actions: list[Action] = []
+    if pending and obs is not None and obs.health is Health.OK:
+        actions.append(Action(f"{address}.worktree", Kind.NOOP, "include.remove",
+                              "waits for the container to let go of it", sid, item=name))
+    elif obs is not None and obs.health is Health.OK:
+        risk = obs.at_risk
+        actions.append(Action(f"{address}.worktree", Kind.DELETE, "include.remove",
+                              f"{why}; {risk}" if risk else why, sid,
+                              destructive=risk is not None, item=name))
+    elif obs is not None and obs.health is Health.UNKNOWN:
+        pending = True
+        actions.append(Action(f"{address}.worktree", Kind.NOOP, "include.remove",
+                              f"deletion waits: {obs.reason}", sid, item=name))
+    elif obs is not None and obs.recorded:
+        actions.append(Action(f"{address}.worktree", Kind.DELETE, "include.remove",
+                              f"prune git's record ({obs.reason})", sid, item=name))
+    if delete_branches and not pending:
+        actions.append(Action(f"{address}.branches", Kind.DELETE, "include.branches",
+                              f"delete every `*#locki-{sid}` branch of `{include.repo}`",
+                              sid, item=name))
+    if forget and not pending:
+        actions.append(Action(address, Kind.DELETE, "include.forget",
+                              "drop the include from the desired state", sid, item=name))
+    return actions
 
 
 def _folder_deleted(sid: str, observed: Observed) -> bool:
@@ -211,6 +329,14 @@ def _retire(sid: str, spec: SandboxSpec, observed: Observed, why: str) -> list[A
     elif worktree is not None and worktree.recorded:
         actions.append(Action(f"sandbox.{sid}.worktree", Kind.DELETE, "worktree.remove",
                               f"prune git's record ({worktree.reason})", sid))
+    for name, include in sorted(spec.include.items()):
+        # The container (deleted above, or unknown) no longer holds the include's mount.
+        include_actions = _retire_include(
+            sid, name, include, observed.includes.get(f"{sid}/{name}"), why,
+            pending=pending or not observed.runtime_known,
+            delete_branches=spec.delete_branches, forget=False)
+        pending = pending or any(a.kind is Kind.NOOP for a in include_actions)
+        actions += include_actions
     if spec.delete_branches and not pending:
         actions.append(Action(f"sandbox.{sid}.branches", Kind.DELETE, "branches.delete",
                               f"delete every `*#locki-{sid}` branch, as asked", sid))

@@ -9,6 +9,7 @@ otherwise the container's root is mapped onto the host user (`raw.idmap`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from locki.resources.model import ContainerObs
 
 PREFIX = "user.locki."
 DEVICE = "worktree"
+INCLUDE_PREFIX = "locki-inc-"
 log = structlog.get_logger("locki.resources.container")
 
 
@@ -86,9 +88,42 @@ def _idmap(spec: ContainerSpec) -> dict[str, str]:
     return {"raw.idmap": f"uid {spec.uid} 0\ngid {spec.gid} 0"}
 
 
-def _device_args(spec: ContainerSpec) -> list[str]:
-    args = ["disk", f"source={spec.worktree}", f"path={spec.worktree}"]
+def _disk_args(spec: ContainerSpec, source: Path, path: Path) -> list[str]:
+    args = ["disk", f"source={source}", f"path={path}"]
     return [*args, "shift=true"] if spec.uid == 0 else args
+
+
+def _device_args(spec: ContainerSpec) -> list[str]:
+    return _disk_args(spec, spec.worktree, spec.worktree)
+
+
+def include_device(name: str) -> str:
+    """The device of include `name` (device names allow few characters: a digest)."""
+    return INCLUDE_PREFIX + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def include_devices(devices: Mapping[str, Mapping[str, str]]) -> dict[str, tuple[str, str]]:
+    """device name -> (source, path) of the include devices a container has."""
+    return {name: (config.get("source", ""), config.get("path", ""))
+            for name, config in devices.items() if name.startswith(INCLUDE_PREFIX)}
+
+
+async def ensure_include(incus: Incus, spec: ContainerSpec, name: str, source: Path,
+                         path: Path) -> None:
+    """Mount include `name` (a worktree at `source` on the host) at `path` inside."""
+    device = include_device(name)
+    await incus.run("config", "device", "remove", spec.name, device, check=False)
+    await incus.run("config", "device", "add", spec.name, device, *_disk_args(spec, source, path))
+    log.info("container.include_mounted", sandbox=spec.sandbox_id, container=spec.name,
+             include=name, source=str(source))
+
+
+async def remove_device(incus: Incus, container: str, device: str, *, sandbox_id: str) -> None:
+    result = await incus.run("config", "device", "remove", container, device, check=False)
+    if not result.ok and "not found" not in result.stderr.lower() \
+            and "doesn't exist" not in result.stderr.lower():
+        await incus.run("config", "device", "remove", container, device)
+    log.info("container.device_removed", sandbox=sandbox_id, container=container, device=device)
 
 
 async def create(incus: Incus, spec: ContainerSpec, *, start: bool,

@@ -62,7 +62,10 @@ def parse_porcelain(output: str) -> list[Record]:
 async def observe(
     repo: Path, expected: Mapping[str, Path], *, check_work: Mapping[str, bool] | None = None
 ) -> dict[str, WorktreeObs]:
-    """The worktrees `expected` (sandbox id -> path) as the repository records them.
+    """The worktrees `expected` (key -> path) as the repository records them.
+
+    A key is a sandbox id, or `<sandbox id>/<include name>` for an include's worktree
+    (whose own branches are the same `*#locki-<id>`).
 
     For the ids in `check_work`, also what removing them would lose: uncommitted changes
     and commits on no other ref (the sandbox's own branches excluded when the flag says
@@ -98,7 +101,7 @@ async def observe(
         dirty = lost = None
         if sandbox_id in check_work:
             dirty = await is_dirty(repo, path)
-            lost = await lost_commits(repo, record.head, sandbox_id,
+            lost = await lost_commits(repo, record.head, sandbox_id.partition("/")[0],
                                       own_branches_go=check_work[sandbox_id])
         where = f"on branch `{record.branch}`" if record.branch else "detached HEAD"
         result[sandbox_id] = WorktreeObs(

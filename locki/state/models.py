@@ -6,11 +6,27 @@ repo's committed `locki.toml`. Unknown keys are errors, so a typo never passes s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+
+def _absolute(value: Path) -> Path:
+    if not value.is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 SandboxId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{8}$")]
 RunState = Literal["running", "stopped", "removed"]
 DEFAULT_IMAGE = "images:fedora/43"
@@ -27,10 +43,41 @@ class Forward(_Strict):
     guest: int = Field(ge=1, le=65535, description="Port inside the sandbox.")
 
 
+IncludeState = Literal["present", "removed"]
+_BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def include_name_problem(name: str) -> str | None:
+    """Why `name` cannot name an include folder (`.locki/include/<name>`), or None."""
+    if not name or name in (".", "..") or name.startswith("."):
+        return "it must be a plain folder name not starting with `.`"
+    if _BAD_NAME.search(name):
+        return "it may not contain `/`, `\\` or control characters"
+    if len(name.encode()) > 100:
+        return "it is longer than 100 bytes"
+    return None
+
+
+class Include(_Strict):
+    """Another repository's worktree grafted at `.locki/include/<name>/` in the sandbox."""
+
+    repo: AbsolutePath = Field(
+        description="Absolute path of the included repository's main checkout.")
+    base: str = Field(description="The ref its branch was created from.")
+    branch: str | None = Field(
+        default=None,
+        description="The branch its worktree starts on (default `untitled#locki-<id>`, "
+        "another `<stem>#locki-<id>` when that one is checked out elsewhere).",
+    )
+    state: IncludeState = Field(
+        default="present", description="`removed` marks an include being taken out."
+    )
+
+
 class SandboxSpec(_Strict):
     """One sandbox: a worktree of `repo` on its own branch, and a container."""
 
-    repo: Path = Field(description="Absolute path of the primary checkout.")
+    repo: AbsolutePath = Field(description="Absolute path of the primary checkout.")
     base: str = Field(description="The ref the sandbox branch was created from.")
     image: str = Field(description="Incus image: a remote reference or a local alias.")
     state: RunState = Field(
@@ -49,12 +96,18 @@ class SandboxSpec(_Strict):
         default=False,
         description="With state `removed`: also delete the sandbox's `*#locki-<id>` branches.",
     )
+    include: dict[str, Include] = Field(
+        default_factory=dict,
+        description="Other repositories' worktrees, by folder name under `.locki/include/`.",
+    )
 
-    @field_validator("repo")
+    @field_validator("include")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
+    def _include_names(cls, value: dict[str, Include]) -> dict[str, Include]:
+        for name in value:
+            problem = include_name_problem(name)
+            if problem:
+                raise ValueError(f"include name `{name}`: {problem}")
         return value
 
 

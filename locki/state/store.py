@@ -22,7 +22,7 @@ from tomlkit.toml_document import TOMLDocument
 from locki.core.errors import LockiError
 from locki.core.files import write_atomically
 from locki.state import schemas
-from locki.state.models import DesiredState, Forward, SandboxSpec
+from locki.state.models import DesiredState, Forward, Include, SandboxSpec
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -133,6 +133,30 @@ class DesiredEditor:
             table.update({"host": item.host, "guest": item.guest})
             array.append(table)
         entry["forwards"] = array
+
+    def add_include(self, sandbox_id: str, name: str, include: Include) -> None:
+        entry = self._sandboxes()[sandbox_id]
+        if "include" not in entry:
+            entry["include"] = tomlkit.table(is_super_table=True)
+        table = tomlkit.table()
+        table["repo"] = str(include.repo)
+        table["base"] = include.base
+        if include.branch is not None:
+            table["branch"] = include.branch
+        table["state"] = include.state
+        entry["include"][name] = table
+
+    def set_include_state(self, sandbox_id: str, name: str, state: str) -> None:
+        self._sandboxes()[sandbox_id]["include"][name]["state"] = state
+
+    def forget_include(self, sandbox_id: str, name: str) -> None:
+        entry = self._sandboxes().get(sandbox_id)
+        includes = entry.get("include") if entry is not None else None
+        if includes is None or name not in includes:
+            return
+        del includes[name]
+        if not includes:
+            del entry["include"]
 
     def forget(self, sandbox_id: str) -> None:
         sandboxes = self._sandboxes()
