@@ -78,6 +78,8 @@ def installation() -> Iterator[tuple[dict[str, str], Path]]:
         try:
             yield env, repo
         finally:
+            subprocess.run([sys.executable, "-m", "locki", "daemon", "stop"], env=env,
+                           cwd=root, capture_output=True)
             id_file = root / "home/.local/share/locki/installation-id"
             if id_file.exists():
                 project = f"locki-{id_file.read_text().strip()}"
