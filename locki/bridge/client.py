@@ -87,10 +87,23 @@ def daemon_pid(paths: Paths) -> int | None:
     return pid if uid == os.getuid() else None
 
 
-async def _gone(paths: Paths, timeout: float) -> bool:
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs. Nothing reaps here, so a finished process may linger
+    as a zombie: that counts as gone (/proc tells the state, a signal 0 would not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+async def _gone(paths: Paths, timeout: float, pid: int | None) -> bool:
+    """Nothing listens on the socket and the daemon's process has exited: it closes
+    its listener first and finishes its open commands after, so the socket alone is
+    not proof that it stopped."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if daemon_pid(paths) is None:
+        if daemon_pid(paths) is None and (pid is None or not _alive(pid)):
             return True
         await asyncio.sleep(0.05)
     return False
@@ -102,7 +115,7 @@ async def stop(paths: Paths, *, timeout: float = 15.0) -> None:
     if await _control(paths, "stop", 5.0) is None and pid is None:
         server.socket_path(paths).unlink(missing_ok=True)  # nobody listens on it
         return
-    if await _gone(paths, timeout):
+    if await _gone(paths, timeout, pid):
         log.info("bridge.stopped")
         return
     # It took the request (or never answered) and still listens: the kernel told us
@@ -110,7 +123,7 @@ async def stop(paths: Paths, *, timeout: float = 15.0) -> None:
     if pid is not None:
         log.warning("bridge.stop_forced", pid=pid)
         os.kill(pid, signal.SIGKILL)
-        if await _gone(paths, 5.0):
+        if await _gone(paths, 5.0, pid):
             return
     raise LockiError(
         f"the bridge daemon on `{server.socket_path(paths)}` did not stop",
