@@ -24,7 +24,7 @@ from locki.reconciler import context
 EXEC_NAMES = ("exec", "x")
 # Options `locki x` reads before the command; everything from the first other word on
 # belongs to the command (so `locki x grep -n foo` never takes `-n` for itself).
-EXEC_VALUE_OPTIONS = {"-m", "--match", "--runtime", "--lock-timeout"}
+EXEC_VALUE_OPTIONS = {"-m", "--match", "--runtime"}
 EXEC_FLAG_OPTIONS = {"-n", "--new", "-i", "--interactive", "-v", "--verbose", "-h", "--help"}
 
 app = App(
