@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from locki.reconciler.journal import Entry
 from locki.reconciler.model import Kind, Observed
 from locki.reconciler.plan import plan
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
@@ -56,7 +57,14 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
         daemon=data.get("daemon", "v1") or None,
         daemon_wanted="v1",
         stamps=data.get("stamps", {sid: "stamp" for sid in desired_ids}),
+        interrupted=tuple(_entry(e) for e in data.get("interrupted", [])),
     )
+
+
+def _entry(e: dict[str, Any]) -> Entry:
+    """A journal entry left by a run that died: what it was doing is all a case gives."""
+    return Entry(address=e["address"], op=e["op"], sandbox=e.get("sandbox"), item=None,
+                 pid=4242, host="host", command="locki rm", started=0.0)
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
@@ -76,10 +84,12 @@ def test_plan_case(path: Path) -> None:
         if "reason_contains" in exp:
             assert exp["reason_contains"] in action.reason
         assert action.destructive == exp.get("destructive", False), action.address
+        assert action.resumes == exp.get("resumes", False), action.address
         if action.kind is Kind.NOOP:
             assert action.reason.strip()
 
 
 def test_there_are_cases_for_every_driver() -> None:
     drivers = {p.parent.name for p in CASES}
-    assert {"project", "worktree", "container", "retire", "bridge", "forward"} <= drivers
+    assert {"project", "worktree", "container", "retire", "bridge", "forward",
+            "journal"} <= drivers

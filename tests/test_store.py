@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -94,4 +96,7 @@ def test_a_held_lock_times_out_with_a_message(tmp_path: Path) -> None:
     waiter = _store(tmp_path)
     with holder.edit(), pytest.raises(LockiError) as err, waiter.edit():
         pass
-    assert "another locki command" in err.value.message
+    # The holder is named from its record: pid, host, command and start time.
+    assert f"(pid {os.getpid()} on {socket.gethostname()}, started " in err.value.message
+    assert "editing the desired state" in err.value.message
+    assert "--lock-timeout" in (err.value.hint or "")

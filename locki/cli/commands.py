@@ -35,8 +35,9 @@ log = structlog.get_logger("locki.cli")
 
 
 
-async def cmd_new(ctx: Context, *, as_json: bool, branch: str | None) -> int:
-    chosen = await create(ctx, Path.cwd(), branch_stem=branch)
+async def cmd_new(ctx: Context, *, as_json: bool, branch: str | None,
+                  stopped: bool = False) -> int:
+    chosen = await create(ctx, Path.cwd(), branch_stem=branch, stopped=stopped)
     await converge(ctx, scope=frozenset({chosen.sandbox_id}))
     path = ctx.worktree(chosen.sandbox_id, chosen.spec)
     if as_json:

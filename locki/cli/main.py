@@ -43,6 +43,7 @@ app = App(
 
 class Globals:
     runtime: str | None = None
+    lock_timeout: float = context.DEFAULT_LOCK_TIMEOUT
     exit_on_locki_error = 1
 
 
@@ -50,8 +51,13 @@ def _paths() -> Paths:
     return Paths.from_env()
 
 
+def _context() -> context.Context:
+    return context.build(_paths(), runtime_flag=Globals.runtime,
+                         lock_timeout=Globals.lock_timeout)
+
+
 def _run(body: Callable[[context.Context], Awaitable[int]]) -> int:
-    ctx = context.build(_paths(), runtime_flag=Globals.runtime)
+    ctx = _context()
     return anyio.run(body, ctx)
 
 
@@ -89,7 +95,7 @@ def exec_(
         return await commands.prepare_exec(ctx, match=match, new=new, interactive=interactive,
                                            command=list(command))
 
-    ctx = context.build(_paths(), runtime_flag=Globals.runtime)
+    ctx = _context()
     argv = anyio.run(body, ctx)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -101,6 +107,7 @@ def new(
     *,
     as_json: JsonOpt = False,
     branch: Annotated[str | None, Parameter(name=["--branch", "-b"])] = None,
+    stopped: Annotated[bool, Parameter(negative="")] = False,
 ) -> int:
     """Create a new sandbox of the repository you are in, without entering it.
 
@@ -108,8 +115,11 @@ def new(
     ----------
     branch
         Start on branch BRANCH#locki-<id> instead of untitled#locki-<id>.
+    stopped
+        Create its container stopped (`locki x` starts it when you enter).
     """
-    return _run(lambda ctx: commands.cmd_new(ctx, as_json=as_json, branch=branch))
+    return _run(lambda ctx: commands.cmd_new(ctx, as_json=as_json, branch=branch,
+                                             stopped=stopped))
 
 
 @app.command(name=["list", "ls"])
@@ -301,8 +311,16 @@ def launcher(
         "Also LOCKI_RUNTIME or `runtime` in config.toml.")] = None,
     verbose: Annotated[bool, Parameter(name=["--verbose", "-v"], negative="",
                                        help="Show progress events.")] = False,
+    lock_timeout: Annotated[float, Parameter(
+        help="How many seconds a command that changes things waits while another one "
+        "does (it names that one); then it exits 1. 0: do not wait.")] = (
+            context.DEFAULT_LOCK_TIMEOUT),
 ) -> int:
+    if lock_timeout < 0:
+        raise UsageError(f"`--lock-timeout {lock_timeout:g}` is negative",
+                         hint="give a number of seconds, 0 or more")
     Globals.runtime = runtime
+    Globals.lock_timeout = lock_timeout
     Globals.exit_on_locki_error = 1
     logging_setup.configure(_paths().logs, verbose=verbose)
     result = app(_exec_tokens(list(tokens)))

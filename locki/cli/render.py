@@ -20,6 +20,14 @@ def plan_text(plan: Plan) -> str:
         else:
             lines.append(f"{mark:>3} {action.address:<{width}}  {verb}: {action.reason}{flag}")
     lines.append("")
+    for entry in plan.interrupted:
+        lines.append(f"Interrupted: {entry.describe()}; re-observed, the plan above finishes it")
+    for entry in plan.in_flight:
+        lines.append(f"In progress: {entry.address} ({entry.op}) by {entry.command} "
+                     f"(pid {entry.pid} on {entry.host}, started {entry.since})")
+    if plan.in_flight:
+        lines.append("Another command is applying right now: this plan shows the world "
+                     "as it was seen mid-way.")
     lines.append(plan.summary())
     return "\n".join(lines)
 
@@ -29,6 +37,8 @@ def plan_json(plan: Plan) -> str:
         "actions": [a.to_json() for a in plan.actions],
         "changes": len(plan.changes),
         "destructive": len(plan.destructive),
+        "interrupted": [e.to_json() for e in plan.interrupted],
+        "in_progress": [e.to_json() for e in plan.in_flight],
     }
     return json.dumps(doc, indent=2)
 

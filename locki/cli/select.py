@@ -56,7 +56,7 @@ def resolve_image(repo: Path, config: UserConfig) -> str:
 
 
 async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None,
-                 unless_one_exists: bool = False) -> Chosen:
+                 unless_one_exists: bool = False, stopped: bool = False) -> Chosen:
     """Add a new sandbox of the repository holding `cwd` to the desired state.
 
     With `unless_one_exists`, a sandbox of the repo that another command added meanwhile
@@ -83,7 +83,8 @@ async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None,
                     "rules for branch names",
                     hint="use letters, digits, `-`, `_`, `/` and `.` (no `..`, spaces or `~^:?*[`)",
                 )
-        spec = SandboxSpec(repo=repo, base=base, image=image, branch=branch)
+        spec = SandboxSpec(repo=repo, base=base, image=image, branch=branch,
+                           state="stopped" if stopped else "running")
         defaults = load(repo / "locki.toml", RepoConfig).forwards
         if defaults:
             spec = spec.model_copy(update={"forwards": forwards.merge(

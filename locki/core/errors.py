@@ -30,6 +30,12 @@ class RuntimeUnreachable(LockiError):
     exit_code = 4
 
 
+class Interrupted(LockiError):
+    """Stopped by Ctrl-C at a step boundary: the message says what was done and what not."""
+
+    exit_code = 130
+
+
 class TransientError(LockiError):
     """A failure worth retrying: a busy daemon, a runtime still starting."""
 

@@ -10,6 +10,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+from locki.core import crash
+
 
 def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Replace `path` with `data` in one rename: readers see the old file or the new one.
@@ -25,6 +27,7 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        crash.reached(f"write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -34,6 +37,15 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete drafts `write_atomically` left for `path` when killed before its rename.
+
+    Only safe while holding the lock every writer of `path` takes (no draft is then
+    being written)."""
+    for draft in path.parent.glob(f".{path.name}.*.tmp"):
+        draft.unlink(missing_ok=True)
 
 
 def answering(path: Path, *, timeout: float = 2.0) -> bool:

@@ -1,13 +1,16 @@
 """One writer at a time: an OS-level lock that dies with its holder.
 
 `filelock` takes a `flock` on the file, which the kernel drops when the holder exits,
-however it exits. Who holds it (pid, host, command, since when) is written beside the
-lock for the message a waiting command prints; a pid alone proves nothing here, since a
-dead process can linger as an unreaped zombie, so liveness is the lock's, not the pid's.
+however it exits (kill -9 included). Who holds it (pid, host, command, since when) is
+written beside the lock, atomically, for the message a waiting command prints. That
+record only informs: a pid proves nothing here, since a dead process can linger as an
+unreaped zombie (PID 1 does not reap) and pids are reused, so liveness is the lock's.
+A record left by a killed holder is simply overwritten by the next one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -17,42 +20,80 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import structlog
 from filelock import FileLock, Timeout
 
 from locki.core.errors import LockiError
+from locki.core.files import remove_stale_temporaries, write_atomically
+
+log = structlog.get_logger("locki.lock")
 
 
-def _holder(path: Path) -> str:
+class LockTimeout(LockiError):
+    """Another command held the lock for longer than --lock-timeout."""
+
+
+def command_line() -> str:
+    """This process as a person would name it: `locki apply --force`."""
+    return " ".join(["locki", *sys.argv[1:]])[:200]
+
+
+def holder_path(path: Path) -> Path:
+    return path.with_name(path.name + ".holder")
+
+
+def describe(path: Path) -> str:
+    """`locki apply (pid 12 on host, started 10:04:05)`, from the holder's record."""
     try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return "another locki command"
-    since = time.strftime("%H:%M:%S", time.localtime(info.get("since", 0)))
-    return f"`{info.get('command', 'locki')}` (pid {info.get('pid')} on {info.get('host')}, " \
-           f"since {since})"
+        info = json.loads(holder_path(path).read_text())
+        since = time.strftime("%H:%M:%S", time.localtime(float(info["since"])))
+        return f"{info['command']} (pid {info['pid']} on {info['host']}, started {since})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another locki command"  # it took the lock and has not written its record yet
+
+
+def held(path: Path) -> bool:
+    """Whether some process holds the lock now, asked of the kernel, not of a pid.
+
+    Takes a shared lock for an instant when it is free (a writer starting at that very
+    moment then waits a few milliseconds), so read-only commands never block anyone.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock, if it was taken
+    return False
 
 
 @contextmanager
 def exclusive(path: Path, *, timeout: float, purpose: str) -> Iterator[None]:
+    """Hold the lock at `path`; wait up to `timeout` seconds, naming who holds it."""
     lock = FileLock(path)
-    holder = path.with_name(path.name + ".holder")
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"locki: waiting for {_holder(holder)} to finish {purpose}", file=sys.stderr)
+        holder = describe(path)
+        log.info("lock.waiting", lock=str(path), holder=holder, timeout=timeout)
+        print(f"locki: waiting for {holder}, which is {purpose}", file=sys.stderr, flush=True)
         try:
             lock.acquire(timeout=timeout)
         except Timeout as exc:
-            raise LockiError(
-                f"{_holder(holder)} has been {purpose} for over {timeout:.0f}s",
-                hint="wait for it to finish, or raise --lock-timeout",
+            raise LockTimeout(
+                f"gave up after {timeout:g}s waiting for {describe(path)}, which is {purpose}",
+                hint="wait for it to finish, or give more time with --lock-timeout SECONDS",
             ) from exc
     try:
-        holder.write_text(json.dumps({
-            "pid": os.getpid(), "host": socket.gethostname(),
-            "command": " ".join(["locki", *sys.argv[1:]])[:200], "since": time.time(),
-        }))
+        remove_stale_temporaries(holder_path(path))  # a holder killed mid-write left one
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
+                  "since": time.time()}
+        write_atomically(holder_path(path), json.dumps(record).encode(), mode=0o600)
         yield
     finally:
-        holder.unlink(missing_ok=True)
+        holder_path(path).unlink(missing_ok=True)
         lock.release()

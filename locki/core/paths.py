@@ -63,6 +63,11 @@ class Paths(NamedTuple):
         return self.state_dir / "logs"
 
     @property
+    def journal(self) -> Path:
+        """The apply journal: one file per action in flight (reconciler/journal.py)."""
+        return self.state_dir / "journal"
+
+    @property
     def image_cache(self) -> Path:
         return self.state_dir / "image-fingerprints.json"
 

@@ -7,17 +7,25 @@ It is the seam tests use to stand in for programs that cannot exist on a machine
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import structlog
 
+from locki.core import crash
 from locki.core.errors import CommandFailed, LockiError
 
 log = structlog.get_logger("locki.proc")
+
+# Set while apply runs its steps: children get their own session, so the Ctrl-C a
+# terminal sends to its whole foreground group reaches locki alone, which then stops at
+# a step boundary instead of seeing git or incus die halfway through one.
+OWN_SESSION: ContextVar[bool] = ContextVar("locki_proc_own_session", default=False)
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,13 @@ async def run(
     """Run `argv` to completion and return its decoded output."""
     args = [str(a) for a in argv]
     started = time.monotonic()
+    crash.during(args)
     try:
+        detached = OWN_SESSION.get()
         proc = await anyio.run_process(
-            args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None, check=False
+            args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None, check=False,
+            start_new_session=detached,
+            stdin=subprocess.DEVNULL if detached and stdin is None else None,
         )
     except FileNotFoundError as exc:
         if cwd is not None and not cwd.is_dir():

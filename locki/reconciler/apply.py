@@ -8,6 +8,7 @@ stop the others; all failures are reported together at the end.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -16,11 +17,13 @@ import anyio
 import structlog
 
 from locki.bridge import client
+from locki.core import crash, proc
 from locki.core import git as hostgit
-from locki.core.errors import LockiError
+from locki.core.errors import Interrupted, LockiError
 from locki.core.paths import include_mount
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
+from locki.reconciler.journal import Journal
 from locki.reconciler.model import SYMBOL, Action, Plan
 from locki.resources import bridge, container, forward, image, project, worktree
 from locki.state.models import DesiredState, SandboxSpec
@@ -176,6 +179,38 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
     return run
 
 
+class _Stop:
+    """Ctrl-C during apply: the first stops at the next step boundary (each running step
+    finishes, shielded), a second one cancels the running steps too."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.steps: set[anyio.CancelScope] = set()
+
+    async def watch(self, everything: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                if not self.requested:
+                    self.requested = True
+                    log.info("apply.stopping")
+                    print("locki: stopping after the running step(s); Ctrl-C again to stop "
+                          "at once", file=sys.stderr, flush=True)
+                    continue
+                for scope in self.steps:
+                    scope.shield = False
+                everything.cancel()
+
+
+def _interrupted(changes: list[Action], done: list[Action]) -> Interrupted:
+    left = [a.address for a in changes if a not in done]
+    return Interrupted(
+        f"interrupted: {len(done)} of {len(changes)} step(s) done"
+        + "".join(f"\n  done: {a.address}" for a in done)
+        + "".join(f"\n  not done: {address}" for address in left),
+        hint="run `locki apply` to finish (or `locki plan` to see what is left)",
+    )
+
+
 async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool = False) -> None:
     blocked = [a for a in plan.destructive if not force]
     if blocked:
@@ -186,20 +221,41 @@ async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool 
         )
     if plan.changes:
         ctx.persist_identity()
+    journal = Journal(ctx.paths.journal)
+    journal.tidy()
+    ctx.state.tidy()
+    for entry in plan.interrupted:
+        log.warning("apply.resuming", address=entry.address, op=entry.op,
+                    sandbox=entry.sandbox, begun_by=entry.pid, failed=entry.failed)
+        print(f"locki: found in the journal: {entry.describe()}; resuming from what exists",
+              file=sys.stderr)
     failures: list[tuple[Action, LockiError]] = []
+    done: list[Action] = []
+    stop = _Stop()
 
     async def run_chain(actions: list[Action]) -> None:
         for action in actions:
+            if stop.requested:
+                return
             log.info("apply.start", address=action.address, op=action.op,
                      action=action.kind.value, sandbox=action.sandbox)
             progress(f"{SYMBOL[action.kind]} {action.address}: {action.reason}")
+            entry = journal.begin(action, force=force or action.resumes)
             try:
-                await retry_transient(_step(ctx, desired, action, force))
+                with anyio.CancelScope(shield=True) as scope:
+                    stop.steps.add(scope)
+                    await retry_transient(_step(ctx, desired, action, force or action.resumes))
             except LockiError as exc:
                 # info, not warning: the failure is reported once, at the end.
                 log.info("apply.failed", address=action.address, error=exc.message)
+                journal.failed(entry, exc.message)
                 failures.append((action, exc))
                 return  # later steps of this chain depend on this one
+            finally:
+                stop.steps.discard(scope)
+            crash.reached(f"step:{action.op}")
+            journal.done(entry)
+            done.append(action)
 
     changes = list(plan.changes)
     first = [a for a in changes if a.sandbox is None]
@@ -207,19 +263,33 @@ async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool 
     for action in changes:
         if action.sandbox is not None:
             chains[action.sandbox].append(action)
-
-    await run_chain(first)
-    if failures:
-        raise ApplyFailed(failures)
     limiter = anyio.CapacityLimiter(CONCURRENCY)
 
     async def bounded(actions: list[Action]) -> None:
         async with limiter:
             await run_chain(actions)
 
-    async with anyio.create_task_group() as tg:
-        for actions in chains.values():
-            tg.start_soon(bounded, actions)
+    async def body(everything: anyio.CancelScope) -> None:
+        await run_chain(first)
+        if not failures:
+            async with anyio.create_task_group() as tg:
+                for actions in chains.values():
+                    tg.start_soon(bounded, actions)
+        everything.cancel()  # stops the Ctrl-C watcher
+
+    own_session = proc.OWN_SESSION.set(True)
+    try:
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(stop.watch, outer.cancel_scope)
+            outer.start_soon(body, outer.cancel_scope)
+    finally:
+        proc.OWN_SESSION.reset(own_session)
+    if stop.requested:
+        raise _interrupted(changes, done)
+    # What the dead run left is converged now, except in a sandbox that failed again:
+    # those entries stay for the next run (and keep `locki gc` away).
+    failed = {a.sandbox for a, _ in failures}
+    journal.clear(e for e in plan.interrupted if None not in failed and e.sandbox not in failed)
     if failures:
         raise ApplyFailed(failures)
     if plan.changes:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from locki.core import lock, runtime
@@ -15,13 +16,15 @@ from locki.resources import bridge, container, project
 from locki.state.models import DesiredState, SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
 
+DEFAULT_LOCK_TIMEOUT = 300.0
+
 
 class Context:
     """The world as one command sees it. The installation id is read lazily, so a command
     that waited for the writer lock sees the id a first command wrote meanwhile."""
 
     def __init__(self, *, paths: Paths, runtime: runtime.Runtime, state: StateFile,
-                 config: UserConfig, lock_timeout: float = 300.0) -> None:
+                 config: UserConfig, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.paths = paths
         self.runtime = runtime
         self.state = state
@@ -30,6 +33,7 @@ class Context:
         self._prefix = runtime.incus_prefix()
         self._id: str | None = None
         self._provisional = new_id()
+        self.writing = False  # holds the writer lock: journal entries are then its own
 
     @property
     def installation_id(self) -> str:
@@ -84,10 +88,20 @@ class Context:
     def read_desired(self) -> DesiredState:
         return self.state.read()
 
-    def writer(self) -> AbstractContextManager[None]:
+    @contextmanager
+    def writer(self) -> Iterator[None]:
         """Held while applying: one command changes the world at a time."""
-        path = self.paths.private_runtime_dir() / "apply.lock"
-        return lock.exclusive(path, timeout=self.lock_timeout, purpose="applying changes")
+        with lock.exclusive(self.writer_lock, timeout=self.lock_timeout,
+                            purpose="applying changes"):
+            self.writing = True
+            try:
+                yield
+            finally:
+                self.writing = False
+
+    @property
+    def writer_lock(self) -> Path:
+        return self.paths.private_runtime_dir() / "apply.lock"
 
 
 def read_installation_id(paths: Paths) -> str | None:
@@ -120,11 +134,14 @@ def persist_installation_id(paths: Paths, value: str) -> None:
         handle.write(value + "\n")
 
 
-def build(paths: Paths, *, runtime_flag: str | None = None) -> Context:
+def build(paths: Paths, *, runtime_flag: str | None = None,
+          lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Context:
     config = load(paths.user_config, UserConfig)
     return Context(
         paths=paths,
         runtime=runtime.choose(runtime_flag, config.runtime),
-        state=StateFile(paths.desired_state, paths.private_runtime_dir() / "state.lock"),
+        state=StateFile(paths.desired_state, paths.private_runtime_dir() / "state.lock",
+                        lock_timeout=lock_timeout),
         config=config,
+        lock_timeout=lock_timeout,
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import structlog
 
+from locki.core.lock import LockTimeout
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed, Plan
@@ -31,7 +34,13 @@ async def preview(
 async def converge(
     ctx: Context, *, scope: frozenset[str] | None = None, force: bool = False
 ) -> Plan:
-    with ctx.writer():
+    """Converge after a command edited the desired state (the edit stays if this fails)."""
+    with ExitStack() as held:
+        try:
+            held.enter_context(ctx.writer())
+        except LockTimeout as exc:
+            raise LockTimeout(exc.message, hint="the change is saved in the desired state; "
+                              "`locki apply` makes it so once that command is done") from exc
         desired, _, result = await preview(ctx, scope=scope)
         await apply(ctx, desired, result, force=force)
     return result

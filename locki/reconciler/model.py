@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from locki.reconciler.journal import Entry
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
 
 
@@ -24,6 +25,10 @@ class Observed:
     # Per sandbox, the stamp a container with its current credential carries (None:
     # no credential issued yet).
     stamps: dict[str, str | None] = field(default_factory=dict)
+    # Journal entries of the sandboxes observed: left by a run that died (or failed), or
+    # (read without the writer lock) belonging to an apply running right now.
+    interrupted: tuple[Entry, ...] = ()
+    in_flight: tuple[Entry, ...] = ()
 
     @property
     def runtime_known(self) -> bool:
@@ -56,7 +61,8 @@ class Action:
     sandbox: str | None = None
     destructive: bool = False
     item: str | None = None  # the sub-resource acted on: an include's name, a device's
-
+    # Finishes an action the journal shows interrupted; its guard passed when it began.
+    resumes: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,7 @@ class Action:
             "sandbox": self.sandbox,
             "destructive": self.destructive,
             **({"item": self.item} if self.item is not None else {}),
+            **({"resumes": True} if self.resumes else {}),
         }
 
 
@@ -74,6 +81,8 @@ class Action:
 class Plan:
     actions: tuple[Action, ...]
     unknown: tuple[str, ...] = ()  # what could not be observed, so was left alone
+    interrupted: tuple[Entry, ...] = ()  # begun by a run that died; this plan finishes them
+    in_flight: tuple[Entry, ...] = ()  # being applied by another command right now
 
     @property
     def changes(self) -> tuple[Action, ...]:
@@ -97,4 +106,7 @@ class Plan:
                 text = "No changes planned."
             text += (" Not everything could be observed (" + "; ".join(self.unknown)
                      + "): nothing is destroyed until it can be.")
+        if self.interrupted:
+            text += (f" {len(self.interrupted)} interrupted action(s) found in the journal: "
+                     "re-observed, and finished by this plan.")
         return text

@@ -14,8 +14,10 @@ import anyio
 import structlog
 
 from locki.bridge import client, server
+from locki.core import lock
 from locki.core.errors import LockiError, RuntimeUnreachable
 from locki.reconciler.context import Context
+from locki.reconciler.journal import Entry, Journal
 from locki.reconciler.model import Observed
 from locki.resources import bridge, container, project, worktree
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
@@ -89,7 +91,20 @@ async def observe(
               worktrees=len(worktrees), daemon=daemon[0] if daemon else None)
     includes = {key: obs for key, obs in worktrees.items() if "/" in key}
     worktrees = {key: obs for key, obs in worktrees.items() if "/" not in key}
+    interrupted, in_flight = _journal(ctx, scope)
     return Observed(health, reason, proj, containers, worktrees, includes,
                     daemon=daemon[0] if daemon else None,
                     daemon_wanted=server.code_version() if live else "",
-                    stamps=stamps)
+                    stamps=stamps, interrupted=interrupted, in_flight=in_flight)
+
+
+def _journal(ctx: Context, scope: frozenset[str] | None
+             ) -> tuple[tuple[Entry, ...], tuple[Entry, ...]]:
+    """(interrupted, in flight): entries are another apply's while it holds the lock."""
+    entries = tuple(e for e in Journal(ctx.paths.journal).entries()
+                    if scope is None or e.sandbox is None or e.sandbox in scope)
+    if entries and not ctx.writing and lock.held(ctx.writer_lock):
+        return (), entries
+    if entries:
+        log.info("journal.interrupted", actions=[e.address for e in entries])
+    return entries, ()

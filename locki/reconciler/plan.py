@@ -7,7 +7,10 @@ the project first, then per sandbox worktree before container, deletions last.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from locki.core.paths import include_mount
+from locki.reconciler.journal import RESUMED_WITHOUT_ASKING
 from locki.reconciler.model import Action, Kind, Observed, Plan
 from locki.resources import container as containers
 from locki.resources import forward
@@ -35,7 +38,21 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
     unknown = [f"runtime: {observed.runtime_reason}"] if not observed.runtime_known else []
     unknown += [f"sandbox {sid}: {w.reason}" for sid, w in sorted(observed.worktrees.items())
                 if w.health is Health.UNKNOWN]
-    return Plan(tuple(actions), tuple(unknown))
+    return Plan(tuple(_resume(actions, observed)), tuple(unknown),
+                interrupted=observed.interrupted, in_flight=observed.in_flight)
+
+
+def _resume(actions: list[Action], observed: Observed) -> list[Action]:
+    """Removals the journal shows interrupted are finished without asking again.
+
+    Their guard (no work to lose, or --force) passed when they began; what looks like
+    uncommitted work now is the half-deleted folder itself.
+    """
+    begun = {(e.address, e.op) for e in observed.interrupted if e.op in RESUMED_WITHOUT_ASKING}
+    return [replace(a, resumes=True, destructive=False,
+                    reason=f"finish the interrupted removal ({a.reason})")
+            if a.kind is Kind.DELETE and (a.address, a.op) in begun else a
+            for a in actions]
 
 
 def _project(observed: Observed) -> Action:

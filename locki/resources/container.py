@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from locki.core import sandbox_exec
+from locki.core import crash, sandbox_exec
 from locki.core.errors import CommandFailed
 from locki.core.incus import Incus
 from locki.resources.model import ContainerObs
@@ -140,7 +140,9 @@ async def create(incus: Incus, spec: ContainerSpec, *, start: bool,
     except CommandFailed as exc:
         if "already exists" not in exc.stderr:
             raise
+    crash.reached("container.create")
     await ensure_device(incus, spec)
+    crash.reached("device.add")
     if start:
         await ensure_running(incus, spec.name, sandbox_id=spec.sandbox_id)
 
@@ -157,6 +159,7 @@ async def ensure_running(incus: Incus, name: str, *, sandbox_id: str) -> None:
     if not result.ok and "already running" not in result.stderr:
         await incus.run("start", name)
     log.info("container.started", sandbox=sandbox_id, container=name)
+    crash.reached("container.start")
 
 
 async def ensure_stopped(incus: Incus, name: str, *, sandbox_id: str) -> None:
@@ -171,6 +174,7 @@ async def delete(incus: Incus, name: str, *, sandbox_id: str) -> None:
     if not result.ok and "not found" not in result.stderr.lower():
         await incus.run("delete", "--force", name)
     log.info("container.deleted", sandbox=sandbox_id, container=name)
+    crash.reached("container.delete")
 
 
 def exec_argv(

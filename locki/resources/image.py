@@ -18,6 +18,7 @@ from pathlib import Path
 
 import structlog
 
+from locki.core import crash
 from locki.core.errors import CommandFailed, LockiError
 from locki.core.incus import Incus
 
@@ -144,4 +145,5 @@ async def ensure(incus: Incus, archive: Archive, cache: FingerprintCache) -> str
         if "already exists" not in exc.stderr:
             raise
     log.info("image.imported", image=archive.label, fingerprint=fingerprint[:12])
+    crash.reached("image.import")
     return fingerprint

@@ -7,8 +7,10 @@ observed, not desired: any `*#locki-<id>` name the agent picks is fine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,12 +18,13 @@ from pathlib import Path
 
 import structlog
 
-from locki.core import git
+from locki.core import crash, git
 from locki.core.errors import LockiError
 from locki.core.files import write_atomically
 from locki.resources.model import Health, WorktreeObs
 
 log = structlog.get_logger("locki.resources.worktree")
+PARTIAL = ".partial"  # beside the worktrees: where one is built before it moves in place
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ async def delete_branches(repo: Path, sandbox_id: str) -> list[str]:
     refs = await own_branches(repo, sandbox_id)
     for ref in refs:
         await git.git(repo, "update-ref", "-d", ref)
+        crash.reached("branches.delete")
     log.info("branches.deleted", sandbox=sandbox_id, branches=refs)
     return refs
 
@@ -198,10 +202,41 @@ async def is_dirty(repo: Path, path: Path) -> bool:
     return bool(status.stdout.strip())
 
 
+def partial_path(path: Path) -> Path:
+    """Where a worktree is built before it moves to `path` (same basename, so git's
+    admin folder is named as it would be for `path`)."""
+    return path.parent / PARTIAL / path.name
+
+
+async def _discard_partial(repo: Path, partial: Path, sandbox_id: str) -> None:
+    """Remove what an interrupted create left at `partial`: locki's own scratch folder,
+    never mounted and never handed out, so nothing in it is anyone's work."""
+    listing = await git.git(repo, "worktree", "list", "--porcelain", "-z")
+    recorded = any(r.path == partial for r in parse_porcelain(listing.stdout))
+    if not recorded and not partial.exists():
+        return
+    if recorded:
+        # Twice --force: `git worktree add` locks a worktree while it populates it.
+        await git.git(repo, "worktree", "remove", "--force", "--force", str(partial))
+    if partial.exists():
+        shutil.rmtree(partial)
+    await git.git(repo, "worktree", "prune")
+    with contextlib.suppress(OSError):
+        partial.parent.rmdir()
+    log.info("worktree.partial_discarded", sandbox=sandbox_id, worktree=str(partial))
+
+
 async def create(repo: Path, path: Path, sandbox_id: str, base: str, *,
                  branch: str | None = None) -> None:
-    """Add the worktree on the sandbox branch, creating the branch from `base` if needed."""
+    """Add the worktree on the sandbox branch, creating the branch from `base` if needed.
+
+    The worktree is populated beside its place and moved there when complete, so a run
+    killed halfway leaves a scratch folder the next create removes, never a half
+    checkout at `path` that would look like the user's deleted files.
+    """
     await git.git(repo, "worktree", "prune")
+    partial = partial_path(path)
+    await _discard_partial(repo, partial, sandbox_id)
     if path.exists():
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()  # an empty folder left by an interrupted run
@@ -210,24 +245,36 @@ async def create(repo: Path, path: Path, sandbox_id: str, base: str, *,
                 f"`{path}` exists and is not a worktree of `{repo}`",
                 hint="move it away (locki does not delete files it did not make), then apply",
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
     branch = branch or branch_name(sandbox_id)
     exists = await git.git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}",
                            check=False)
-    if exists.ok:
-        await git.git(repo, "worktree", "add", str(path), branch)
-    else:
-        await git.git(repo, "worktree", "add", "--no-track", "-b", branch, str(path), base)
+    if not exists.ok:
+        await git.git(repo, "branch", "--no-track", branch, base)
+        log.info("branch.created", sandbox=sandbox_id, branch=branch, base=base)
+        crash.reached("branch.create")
+    await git.git(repo, "worktree", "add", str(partial), branch)
+    crash.reached("worktree.add")
+    # Shortcoming: `git worktree move` renames the folder, then rewrites git's record of
+    # it; a kill between those two system calls leaves a folder git does not know
+    # (observed as broken, `git worktree repair` fixes it). The window is microseconds;
+    # it can go when git moves worktrees atomically.
+    await git.git(repo, "worktree", "move", str(partial), str(path))
+    with contextlib.suppress(OSError):
+        partial.parent.rmdir()
     log.info("worktree.created", sandbox=sandbox_id, worktree=str(path), branch=branch,
              base=base)
 
 
 async def remove(repo: Path, path: Path, sandbox_id: str, *, force: bool) -> None:
-    """Remove the worktree (branches stay); a folder already gone is just pruned."""
+    """Remove the worktree (branches stay); a folder already gone is just pruned. What
+    an interrupted create left beside it goes too."""
+    await _discard_partial(repo, partial_path(path), sandbox_id)
     if path.is_dir():
         restore_pointer(await git.common_dir(repo), path, sandbox_id)
     if path.exists():
         args = ["worktree", "remove", *(["--force"] if force else []), str(path)]
         await git.git(repo, *args)
+        crash.reached("worktree.remove")
     await git.git(repo, "worktree", "prune")
     log.info("worktree.removed", sandbox=sandbox_id, worktree=str(path))

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
 
 import tomlkit
-from filelock import FileLock, Timeout
 from pydantic import BaseModel, ValidationError
 from tomlkit.exceptions import ParseError
 from tomlkit.toml_document import TOMLDocument
 
+from locki.core import lock
 from locki.core.errors import LockiError
-from locki.core.files import write_atomically
+from locki.core.files import remove_stale_temporaries, write_atomically
 from locki.state import schemas
 from locki.state.models import DesiredState, Forward, Include, SandboxSpec
 
@@ -165,9 +165,9 @@ class DesiredEditor:
 
 
 class StateFile:
-    def __init__(self, path: Path, lock_path: Path, *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, path: Path, lock_path: Path, *, lock_timeout: float = 300.0) -> None:
         self.path = path
-        self.lock = FileLock(lock_path)
+        self.lock_path = lock_path
         self.lock_timeout = lock_timeout
 
     def read(self) -> DesiredState:
@@ -180,18 +180,23 @@ class StateFile:
             lines = [schemas.directive(SCHEMA), *(f"# {line}" for line in HEADER.splitlines())]
             return tomlkit.parse("\n".join(lines) + "\n")
 
+    def _target(self) -> Path:
+        # A symlinked file (dotfile managers do that) is written where it points.
+        return self.path.resolve() if self.path.is_symlink() else self.path
+
+    def tidy(self) -> None:
+        """Remove drafts a writer killed mid-write left beside the file (under the lock)."""
+        with lock.exclusive(self.lock_path, timeout=self.lock_timeout,
+                            purpose="editing the desired state"):
+            remove_stale_temporaries(self._target())
+
     @contextmanager
     def edit(self) -> Iterator[DesiredEditor]:
         """Hold the lock, yield an editor, then validate and write if anything changed."""
-        try:
-            self.lock.acquire(timeout=self.lock_timeout)
-        except Timeout as exc:
-            raise LockiError(
-                f"another locki command has held `{self.lock.lock_file}` for "
-                f"{self.lock_timeout:.0f}s",
-                hint="wait for it to finish, then try again",
-            ) from exc
-        try:
+        with lock.exclusive(self.lock_path, timeout=self.lock_timeout,
+                            purpose="editing the desired state"):
+            target = self._target()
+            remove_stale_temporaries(target)  # a writer killed mid-write left its draft
             doc = self._document()
             before = doc.as_string()
             editor = DesiredEditor(doc, validate(self.path, doc.unwrap(), DesiredState))
@@ -199,9 +204,5 @@ class StateFile:
             after = doc.as_string()
             if after != before:
                 validate(self.path, doc.unwrap(), DesiredState)
-                # A symlinked file (dotfile managers do that) is written where it points.
-                target = self.path.resolve() if self.path.is_symlink() else self.path
                 schemas.install_beside(target, SCHEMA)
                 write_atomically(target, after.encode())
-        finally:
-            self.lock.release()

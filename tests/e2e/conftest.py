@@ -7,10 +7,12 @@ dir, hence its own Incus project) and deletes that project afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,11 @@ def locki(home: Path) -> Iterator[Locki]:
     stopped = runner("daemon", "stop", cwd=Path(env["HOME"]))
     _delete_project(data_dir)
     assert stopped.returncode == 0, stopped.stderr
+    # `daemon stop` returns once the socket is gone; the process may take a moment more
+    # to exit on a loaded machine.
+    deadline = time.monotonic() + 10
+    while _daemons_of(Path(env["XDG_CONFIG_HOME"])) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not _daemons_of(Path(env["XDG_CONFIG_HOME"])), "a bridge daemon outlived its test"
 
 
@@ -106,6 +113,21 @@ def _daemons_of(config_home: Path) -> list[int]:
             if state != "Z":  # nothing reaps here, so a finished daemon may linger as one
                 found.append(int(proc.name))
     return found
+
+
+@pytest.fixture(scope="session")
+def variant_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The test image, repacked so its content (hence fingerprint) is new to Incus."""
+    out = tmp_path_factory.mktemp("archive")
+    incus("image", "export", IMAGE, str(out / "exported"))
+    exported = next(out.glob("exported*"))
+    variant = out / "variant.tar.zst"
+    subprocess.run(f"zstd -dc '{exported}' | zstd -q -1 -T0 -o '{variant}'", shell=True,
+                   check=True)
+    exported.unlink()
+    fingerprint = hashlib.sha256(variant.read_bytes()).hexdigest()
+    yield variant, fingerprint
+    incus("image", "delete", fingerprint, check=False)
 
 
 LockiRunner = Callable[..., subprocess.CompletedProcess[str]]

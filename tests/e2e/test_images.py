@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import IMAGE, Locki, incus
+from tests.e2e.conftest import Locki, incus
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def variant_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """The test image, repacked so its content (hence fingerprint) is new to Incus."""
-    out = tmp_path_factory.mktemp("archive")
-    incus("image", "export", IMAGE, str(out / "exported"))
-    exported = next(out.glob("exported*"))
-    variant = out / "variant.tar.zst"
-    subprocess.run(f"zstd -dc '{exported}' | zstd -q -1 -T0 -o '{variant}'", shell=True,
-                   check=True)
-    exported.unlink()
-    fingerprint = hashlib.sha256(variant.read_bytes()).hexdigest()
-    yield variant, fingerprint
-    incus("image", "delete", fingerprint, check=False)
 
 
 def test_archive_from_locki_toml_is_imported_once(
