@@ -7,6 +7,8 @@ from enum import StrEnum
 from typing import Any
 
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.resources.provision import Want
+from locki.resources.template import TemplateObs
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,11 @@ class Observed:
     # Per sandbox, the stamp a container with its current credential carries (None:
     # no credential issued yet).
     stamps: dict[str, str | None] = field(default_factory=dict)
+    # Templates of this installation, by key; per live sandbox (in scope or not), the
+    # template it is copied from, or why that could not be told.
+    templates: dict[str, TemplateObs] = field(default_factory=dict)
+    wants: dict[str, Want] = field(default_factory=dict)
+    want_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def runtime_known(self) -> bool:
