@@ -3,7 +3,9 @@
 - `locki new` (template already built) vs raw `incus copy <template>` + `incus start`
   + `git worktree add` (the target is at most 2x);
 - `locki new` vs a fresh launch plus setup: `incus create` from the image, the same
-  setup steps locki puts into a template, `incus start`, `git worktree add` (the gain).
+  setup steps locki puts into a template, `incus start`, `git worktree add` (the gain):
+  once with locki's own steps only (files, pushed without booting), once with a repo
+  `setup` of one command (a fresh launch boots to run it).
 
 Run: .venv/bin/python bench/new_sandbox.py [runs]. Each run's sandbox is deleted before
 the next (untimed), so at most two containers and the template exist at once.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import secrets
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
+import structlog
 from common import compare, installation, save
 
 from locki.core.incus import Incus
@@ -43,6 +47,8 @@ def samples(make: Callable[[], str], clean: Callable[[str], None], runs: int) ->
 
 
 def main() -> None:
+    # The in-process template builds of the fresh path log nothing below warnings.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     rows = []
     with installation() as (env, repo):
         def run(*argv: str) -> str:
@@ -79,28 +85,34 @@ def main() -> None:
             run(*incus, "delete", "--force", name)
             run("git", "worktree", "remove", "--force", str(home / "raw" / name))
 
-        want = provision.Want("bench", "img", "img", provision.steps(
-            cache_dir=home / ".cache" / "locki",
-            worktrees=home / ".local/share/locki/worktrees", repo_setup=[]))
-        image = env["LOCKI_IMAGE"]
+        def fresh_with(setup: list[str]) -> Callable[[], str]:
+            want = provision.Want("bench", "img", "img", provision.steps(
+                cache_dir=home / ".cache" / "locki",
+                worktrees=home / ".local/share/locki/worktrees", repo_setup=setup))
 
-        def fresh() -> str:
-            key = secrets.token_hex(4)
-            spec = template.TemplateSpec(want=dataclasses.replace(want, key=key),
-                                         installation_id="bench", profile="locki",
-                                         source=image)
-            anyio.run(lambda: template.ensure(Incus(["incus"], project), spec,
-                                              cache_dir=home / ".cache" / "locki"))
-            run(*incus, "start", spec.name)
-            worktree(spec.name)
-            return spec.name
+            def fresh() -> str:
+                spec = template.TemplateSpec(
+                    want=dataclasses.replace(want, key=secrets.token_hex(4)),
+                    installation_id="bench", profile="locki", source=env["LOCKI_IMAGE"])
+                anyio.run(lambda: template.ensure(Incus(["incus"], project), spec,
+                                                  cache_dir=home / ".cache" / "locki"))
+                run(*incus, "start", spec.name)
+                worktree(spec.name)
+                return spec.name
+
+            return fresh
 
         rows.append(compare("locki new vs copy+start+worktree",
                             samples(locki_new, locki_remove, RUNS),
                             samples(raw_copy, raw_remove, RUNS)))
-        rows.append(compare("locki new vs fresh launch+setup",
+        rows.append(compare("locki new vs fresh+setup (files)",
                             samples(locki_new, locki_remove, RUNS),
-                            samples(fresh, raw_remove, RUNS)))
+                            samples(fresh_with([]), raw_remove, RUNS)))
+        # A repository setup with one command: a fresh launch boots to run it, then stops.
+        (repo / "locki.toml").write_text('setup = ["true"]\n')
+        rows.append(compare("same, repo setup = [\"true\"]",
+                            samples(locki_new, locki_remove, RUNS),
+                            samples(fresh_with(["true"]), raw_remove, RUNS)))
         locki_remove(first)
     save("new_sandbox", rows)
 

@@ -95,9 +95,10 @@ async def observe(
     live = any(s.state != "removed" for s in desired.sandbox.values())
     async with anyio.create_task_group() as tg:
         tg.start_soon(observe_runtime)
+        # Always: a scope of only removed sandboxes must still keep the others' templates.
+        tg.start_soon(observe_wants)
         if live:
             tg.start_soon(observe_daemon)
-            tg.start_soon(observe_wants)
         for repo, expected in by_repo.items():
             tg.start_soon(observe_repo, repo, expected)
 
@@ -115,5 +116,4 @@ async def observe(
                     daemon=daemon[0] if daemon else None,
                     daemon_wanted=server.code_version() if live else "",
                     stamps=stamps, templates=seen.templates,
-                    wants=wanted[0][0] if wanted else {},
-                    want_problems=wanted[0][1] if wanted else {})
+                    wants=wanted[0][0], want_problems=wanted[0][1])

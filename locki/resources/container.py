@@ -143,10 +143,12 @@ async def create(incus: Incus, spec: ContainerSpec, *, start: bool, template: st
         await incus.run(*args)
         log.info("container.created", sandbox=spec.sandbox_id, container=spec.name,
                  image=spec.image, template=template)
+        # A fresh copy has no worktree device yet (templates never do).
+        await incus.run("config", "device", "add", spec.name, DEVICE, *_device_args(spec))
     except CommandFailed as exc:
         if "already exists" not in exc.stderr:
             raise
-    await ensure_device(incus, spec)
+        await ensure_device(incus, spec)
     if start:
         await ensure_running(incus, spec.name, sandbox_id=spec.sandbox_id)
 

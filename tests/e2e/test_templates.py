@@ -82,6 +82,13 @@ def test_template_is_built_once_and_copied_into_three_sandboxes(
     assert actions[f"template.{key}"]["action"] == "noop"
     assert "ready" in actions[f"template.{key}"]["reason"]
 
+    # Removing a sandbox keeps the template the others map to; the last one takes it.
+    for n, sid in enumerate(ids):
+        removed = locki("remove", "--force", "-m", sid, cwd=repo)
+        assert removed.returncode == 0, removed.stderr
+        left = _templates(locki)
+        assert (name in left) == (n < len(ids) - 1), f"after removing {n + 1}"
+
 
 def test_package_cache_is_one_device_shared_by_every_sandbox(
     locki: Locki, repo: Path, home: Path
