@@ -89,7 +89,7 @@ def parse(instance: Mapping[str, Any], installation_id: str) -> TemplateObs | No
 
 
 async def observe_one(incus: Incus, name: str, installation_id: str) -> TemplateObs | None:
-    found = await incus.query(f"/1.0/instances/{name}?project={incus.project}&recursion=1",
+    found = await incus.query(f"/1.0/instances/{name}?project={incus.project}",
                               missing_ok=True)
     return parse(found, installation_id) if found else None
 
@@ -161,13 +161,12 @@ async def _run_step(incus: Incus, spec: TemplateSpec, step: Step, cache_dir: Pat
 
 
 async def _push(incus: Incus, name: str, step: Step, cache_dir: Path) -> None:
-    """Push the step's files in one recursive push of a staged tree.
-
-    Folders already in the image take the staged folders' mode (0755, as in any image).
+    """Push the step's files in one recursive push of a staged tree (one process, and
+    the instance need not run). Folders already in the image take the staged folders'
+    mode, 0755 as in any image."""
     # Shortcoming: a recursive push keeps the host owner's numeric ids, so with a
     # non-root host user the files are owned by that uid inside. Fine for root-owned
     # hosts (host Incus as root, the Lima VM); goes when files are pushed per owner.
-    """
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix="stage-") as tmp:
         root = Path(tmp)
