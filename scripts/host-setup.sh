@@ -24,7 +24,7 @@ IMAGE_ALIAS=${LOCKI_IMAGE_ALIAS:-locki-test}
 IMAGE_CACHE=${LOCKI_IMAGE_CACHE:-/var/cache/locki-ci}
 # What the test image holds. Changing this list changes the cache key, so the image is
 # rebuilt rather than an old one silently reused.
-IMAGE_PACKAGES=systemd,systemd-sysv,systemd-resolved,udev,dbus,iproute2,ca-certificates,netbase,procps,bash,git,openssh-client,python3,curl
+IMAGE_PACKAGES=systemd,systemd-sysv,systemd-resolved,udev,dbus,iproute2,ca-certificates,netbase,procps,bash,git,openssh-client,python3,curl,podman,crun,fuse-overlayfs,uidmap,slirp4netns,containernetworking-plugins,iptables
 INCUSD=/usr/libexec/incus/incusd
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 export DEBIAN_FRONTEND=noninteractive

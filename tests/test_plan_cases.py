@@ -8,6 +8,7 @@ that expects nothing fails, so every case pins down behaviour.
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from locki.reconciler.journal import Entry
 from locki.reconciler.model import Kind, Observed
 from locki.reconciler.plan import plan
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.resources.provision import Step, Want
+from locki.resources.template import TemplateObs
 from locki.state.models import DesiredState
 
 CASES = sorted((Path(__file__).parent / "cases" / "plan").glob("*/*.toml"))
@@ -30,7 +33,7 @@ def _worktree(w: dict[str, Any]) -> WorktreeObs:
     )
 
 
-def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
+def _observed(data: dict[str, Any], desired_ids: set[str], live: set[str]) -> Observed:
     runtime = Health(data.get("runtime", "ok"))
     project = data.get("project", {"health": "ok", "profile_ok": True})
     containers = {
@@ -45,6 +48,11 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
     }
     worktrees = {sid: _worktree(w) for sid, w in data.get("worktrees", {}).items()}
     includes = {key: _worktree(w) for key, w in data.get("includes", {}).items()}
+    # By default every sandbox of the case is copied from the ready template `t0`.
+    wanted = data.get("wants", {sid: "t0" for sid in live})
+    wants = {sid: _want(key, data) for sid, key in wanted.items()}
+    present = {"t0": {"ready": True}} if wants else {}
+    templates = {key: _template(key, t) for key, t in data.get("templates", present).items()}
     return Observed(
         runtime=runtime,
         runtime_reason=data.get("runtime_reason", "reachable"),
@@ -58,6 +66,9 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
         daemon_wanted="v1",
         stamps=data.get("stamps", {sid: "stamp" for sid in desired_ids}),
         interrupted=tuple(_entry(e) for e in data.get("interrupted", [])),
+        templates=templates,
+        wants=wants,
+        want_problems=data.get("want_problems", {}),
     )
 
 
@@ -67,6 +78,37 @@ def _entry(e: dict[str, Any]) -> Entry:
                  pid=4242, host="host", command="locki rm", started=0.0)
 
 
+def _want(key: str, data: dict[str, Any]) -> Want:
+    """Template `key`: steps `a` and `b` at version 1 unless the case says otherwise."""
+    steps = data.get("template_steps", {}).get(key, {"a": "1", "b": "1"})
+    return Want(key, "img", "img", tuple(_Step(name, v) for name, v in steps.items()))
+
+
+@dataclass(frozen=True)
+class _Step(Step):
+    """A step whose version the case states (real steps derive it from their content)."""
+
+    fixed: str = ""
+
+    def __init__(self, name: str, version: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "files", ())
+        object.__setattr__(self, "config", ())
+        object.__setattr__(self, "commands", ())
+        object.__setattr__(self, "pin", "")
+        object.__setattr__(self, "fixed", version)
+
+    @property
+    def version(self) -> str:
+        return self.fixed
+
+
+def _template(key: str, t: dict[str, Any]) -> TemplateObs:
+    steps = t.get("steps", {"a": "1", "b": "1"} if t.get("ready") else {})
+    return TemplateObs(key, f"locki-template-{key}", t.get("status", "stopped"),
+                       ready=t.get("ready", False), steps=steps)
+
+
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
 def test_plan_case(path: Path) -> None:
     case = tomllib.loads(path.read_text())
@@ -74,7 +116,8 @@ def test_plan_case(path: Path) -> None:
     assert expected, f"{path.name} expects nothing; every case must pin down the plan"
     desired = DesiredState.model_validate(case.get("desired", {}))
     ids = set(desired.sandbox) | set(case.get("observed", {}).get("containers", {}))
-    result = plan(desired, _observed(case.get("observed", {}), ids))
+    live = {sid for sid, spec in desired.sandbox.items() if spec.state != "removed"}
+    result = plan(desired, _observed(case.get("observed", {}), ids, live))
 
     got = [(a.address, a.kind.value) for a in result.actions]
     want = [(e["address"], e["action"]) for e in expected]
@@ -92,4 +135,4 @@ def test_plan_case(path: Path) -> None:
 def test_there_are_cases_for_every_driver() -> None:
     drivers = {p.parent.name for p in CASES}
     assert {"project", "worktree", "container", "retire", "bridge", "forward",
-            "journal"} <= drivers
+            "journal", "template"} <= drivers

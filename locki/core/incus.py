@@ -21,6 +21,8 @@ _TRANSIENT = (
     "resource temporarily unavailable",
     "context deadline exceeded",
     "try again",
+    # `incus exec` right after a start, while the container's init is still settling.
+    "failed to retrieve pid of executing child process",
 )
 _UNREACHABLE = (
     "connection refused",

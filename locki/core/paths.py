@@ -11,7 +11,13 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from xdg_base_dirs import xdg_config_home, xdg_data_home, xdg_runtime_dir, xdg_state_home
+from xdg_base_dirs import (
+    xdg_cache_home,
+    xdg_config_home,
+    xdg_data_home,
+    xdg_runtime_dir,
+    xdg_state_home,
+)
 
 from locki.core.errors import LockiError
 
@@ -66,6 +72,18 @@ class Paths(NamedTuple):
     def journal(self) -> Path:
         """The apply journal: one file per action in flight (reconciler/journal.py)."""
         return self.state_dir / "journal"
+
+    @property
+    def cache(self) -> Path:
+        """locki's cache (`$XDG_CACHE_HOME/locki`): downloads, and the sandboxes' shared
+        package caches. Read from the environment when asked: the bridge daemon, which
+        builds Paths from its arguments, never needs it."""
+        return xdg_cache_home() / "locki"
+
+    @property
+    def sandbox_cache(self) -> Path:
+        """The folder every sandbox sees at /var/cache/locki (npm, pip, cargo, ...)."""
+        return self.cache / "sandbox"
 
     @property
     def image_cache(self) -> Path:

@@ -22,11 +22,12 @@ from locki.core import git as hostgit
 from locki.core.errors import Interrupted, LockiError
 from locki.core.paths import include_mount
 from locki.core.retry import retry_transient
+from locki.reconciler import templates
 from locki.reconciler.context import Context
 from locki.reconciler.journal import Journal
 from locki.reconciler.model import SYMBOL, Action, Plan
-from locki.resources import bridge, container, forward, image, project, worktree
-from locki.state.models import DesiredState, SandboxSpec
+from locki.resources import bridge, container, forward, project, template, worktree
+from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler.apply")
 CONCURRENCY = 4
@@ -47,14 +48,6 @@ class ApplyFailed(LockiError):
             hint=failures[0][1].hint or "fix the cause, then run `locki apply` again",
         )
         self.failures = failures
-
-
-async def _image_source(ctx: Context, spec: SandboxSpec) -> str:
-    """What `incus create` gets: the reference as-is, or an imported archive's fingerprint."""
-    resolved = image.resolve(spec.repo, spec.image)
-    if isinstance(resolved, str):
-        return resolved
-    return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache))
 
 
 def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
@@ -99,17 +92,21 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
             case "branches.delete":
                 assert sid and spec
                 await worktree.delete_branches(spec.repo, sid)
-            case "container.create":
-                assert sid and spec
+            case "template.build":
+                assert action.item
+                await templates.build(ctx, desired, action.item)
+            case "template.delete":
+                assert action.item
+                await template.delete(ctx.incus, action.item)
+            case "container.create" | "container.replace":
+                assert sid and spec and action.item
+                if action.op == "container.replace":
+                    await container.delete(ctx.incus, container.container_name(sid),
+                                           sandbox_id=sid)
+                ctx.paths.sandbox_cache.mkdir(parents=True, exist_ok=True)
                 await container.create(ctx.incus, ctx.container_spec(sid, spec),
                                        start=spec.state == "running",
-                                       source=await _image_source(ctx, spec))
-            case "container.replace":
-                assert sid and spec
-                source = await _image_source(ctx, spec)
-                await container.delete(ctx.incus, container.container_name(sid), sandbox_id=sid)
-                await container.create(ctx.incus, ctx.container_spec(sid, spec),
-                                       start=spec.state == "running", source=source)
+                                       template=template.template_name(action.item))
             case "container.device":
                 assert sid and spec
                 await container.ensure_device(ctx.incus, ctx.container_spec(sid, spec))

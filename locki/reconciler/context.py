@@ -12,11 +12,12 @@ from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.core.incus import Incus
 from locki.core.paths import Paths
-from locki.resources import bridge, container, project
+from locki.resources import bridge, container, project, provision
 from locki.state.models import DesiredState, SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
 
 DEFAULT_LOCK_TIMEOUT = 300.0
+CACHE_DEVICE = "locki-cache"
 
 
 class Context:
@@ -62,8 +63,27 @@ class Context:
             installation_id=iid,
             storage_pool=self.config.incus.storage_pool,
             network=self.config.incus.network,
-            extra_devices=((bridge.DEVICE, tuple(bridge.profile_device(self.paths).items())),),
+            extra_devices=(
+                (bridge.DEVICE, tuple(bridge.profile_device(self.paths).items())),
+                (CACHE_DEVICE, tuple(self._cache_device().items())),
+            ),
+            extra_config=self._profile_config(),
         )
+
+    def _cache_device(self) -> dict[str, str]:
+        """One disk device with every sandbox's package caches (npm, pip, cargo, ...)."""
+        device = {"type": "disk", "source": str(self.paths.sandbox_cache),
+                  "path": provision.CACHE}
+        return {**device, "shift": "true"} if os.getuid() == 0 else device
+
+    def _profile_config(self) -> tuple[tuple[str, str], ...]:
+        # podman and docker inside create device nodes (overlay whiteouts) and set
+        # extended attributes, which an unprivileged container may not do itself.
+        config = [("security.syscalls.intercept.mknod", "true"),
+                  ("security.syscalls.intercept.setxattr", "true")]
+        if self.config.incus.privileged:  # the user's config only: a repo cannot ask
+            config.append(("security.privileged", "true"))
+        return tuple(config)
 
     @property
     def incus(self) -> Incus:

@@ -8,6 +8,8 @@ from typing import Any
 
 from locki.reconciler.journal import Entry
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.resources.provision import Want
+from locki.resources.template import TemplateObs
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,11 @@ class Observed:
     # (read without the writer lock) belonging to an apply running right now.
     interrupted: tuple[Entry, ...] = ()
     in_flight: tuple[Entry, ...] = ()
+    # Templates of this installation, by key; per live sandbox (in scope or not), the
+    # template it is copied from, or why that could not be told.
+    templates: dict[str, TemplateObs] = field(default_factory=dict)
+    wants: dict[str, Want] = field(default_factory=dict)
+    want_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def runtime_known(self) -> bool:

@@ -8,6 +8,7 @@ per repository. A runtime that does not answer makes the containers unknown (nev
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -15,31 +16,44 @@ import structlog
 
 from locki.bridge import client, server
 from locki.core import lock
-from locki.core.errors import LockiError, RuntimeUnreachable
+from locki.core.errors import LockiError
+from locki.reconciler import templates
 from locki.reconciler.context import Context
 from locki.reconciler.journal import Entry, Journal
 from locki.reconciler.model import Observed
-from locki.resources import bridge, container, project, worktree
+from locki.resources import bridge, container, project, template, worktree
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.resources.provision import Want
+from locki.resources.template import TemplateObs
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler.observe")
 
 
-async def _runtime(ctx: Context) -> tuple[Health, str, ProjectObs, dict[str, ContainerObs]]:
+@dataclass
+class _Runtime:
+    health: Health
+    reason: str
+    project: ProjectObs
+    containers: dict[str, ContainerObs] = field(default_factory=dict)
+    templates: dict[str, TemplateObs] = field(default_factory=dict)
+
+
+async def _runtime(ctx: Context) -> _Runtime:
     try:
         proj = await project.observe(ctx.incus, ctx.project)
-        containers: dict[str, ContainerObs] = {}
+        seen = _Runtime(Health.OK, "reachable", proj)
         if proj.health is Health.OK:
             for instance in await ctx.incus.instances():
                 obs = container.parse(instance, ctx.installation_id)
                 if obs is not None:
-                    containers[obs.sandbox_id] = obs
-    except RuntimeUnreachable as exc:
-        return Health.UNKNOWN, exc.message, ProjectObs(Health.UNKNOWN, exc.message), {}
-    except LockiError as exc:
-        return Health.UNKNOWN, exc.message, ProjectObs(Health.UNKNOWN, exc.message), {}
-    return Health.OK, "reachable", proj, containers
+                    seen.containers[obs.sandbox_id] = obs
+                made = template.parse(instance, ctx.installation_id)
+                if made is not None:
+                    seen.templates[made.key] = made
+    except LockiError as exc:  # RuntimeUnreachable included
+        return _Runtime(Health.UNKNOWN, exc.message, ProjectObs(Health.UNKNOWN, exc.message))
+    return seen
 
 
 async def observe(
@@ -60,7 +74,13 @@ async def observe(
                     retiring[key] = spec.delete_branches
 
     worktrees: dict[str, WorktreeObs] = {}
-    runtime: list[tuple[Health, str, ProjectObs, dict[str, ContainerObs]]] = []
+    runtime: list[_Runtime] = []
+    wanted: list[tuple[dict[str, Want], dict[str, str]]] = []
+
+    async def observe_wants() -> None:
+        # Every live sandbox's, in scope or not: a template one of them uses is kept.
+        everything = ctx.read_desired() if scope is not None else desired
+        wanted.append(await templates.wants(ctx, everything))
 
     async def observe_repo(repo: Path, expected: dict[str, Path]) -> None:
         found = await worktree.observe(repo, expected, check_work=retiring)
@@ -77,12 +97,15 @@ async def observe(
     live = any(s.state != "removed" for s in desired.sandbox.values())
     async with anyio.create_task_group() as tg:
         tg.start_soon(observe_runtime)
+        # Always: a scope of only removed sandboxes must still keep the others' templates.
+        tg.start_soon(observe_wants)
         if live:
             tg.start_soon(observe_daemon)
         for repo, expected in by_repo.items():
             tg.start_soon(observe_repo, repo, expected)
 
-    health, reason, proj, containers = runtime[0]
+    seen = runtime[0]
+    health, reason, proj, containers = seen.health, seen.reason, seen.project, seen.containers
     if scope is not None:
         containers = {sid: c for sid, c in containers.items() if sid in scope}
     stamps = {sid: bridge.expected_stamp(ctx.paths, sid)
@@ -95,7 +118,9 @@ async def observe(
     return Observed(health, reason, proj, containers, worktrees, includes,
                     daemon=daemon[0] if daemon else None,
                     daemon_wanted=server.code_version() if live else "",
-                    stamps=stamps, interrupted=interrupted, in_flight=in_flight)
+                    stamps=stamps, templates=seen.templates,
+                    wants=wanted[0][0], want_problems=wanted[0][1],
+                    interrupted=interrupted, in_flight=in_flight)
 
 
 def _journal(ctx: Context, scope: frozenset[str] | None

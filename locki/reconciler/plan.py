@@ -2,7 +2,8 @@
 
 Every resource of every desired sandbox gets an action or a noop with a reason. While
 the runtime is unknown nothing is destroyed. Order matters and is the apply order:
-the project first, then per sandbox worktree before container, deletions last.
+the project first, then templates, then per sandbox worktree before container,
+deletions last.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import replace
 from locki.core.paths import include_mount
 from locki.reconciler.journal import RESUMED_WITHOUT_ASKING
 from locki.reconciler.model import Action, Kind, Observed, Plan
+from locki.reconciler.template_plan import needed, plan_templates
 from locki.resources import container as containers
 from locki.resources import forward
 from locki.resources.model import ContainerObs, Health, WorktreeObs
@@ -22,11 +24,12 @@ DAEMON = "bridge.daemon"
 
 
 def plan(desired: DesiredState, observed: Observed) -> Plan:
+    first: list[Action] = []
     actions: list[Action] = []
     live = {sid: s for sid, s in desired.sandbox.items() if s.state != "removed"}
     if live:
-        actions.append(_project(observed))
-        actions.append(_daemon(observed))
+        first.append(_project(observed))
+        first.append(_daemon(observed))
     for sid, spec in sorted(desired.sandbox.items()):
         if spec.state == "removed":
             actions += _retire(sid, spec, observed, "sandbox removed")
@@ -35,6 +38,8 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
         else:
             actions += _sandbox(sid, spec, observed)
     actions += _orphans(desired, observed)
+    # Templates after the project, before the containers copied from them.
+    actions = first + plan_templates(observed, needed(actions)) + actions
     unknown = [f"runtime: {observed.runtime_reason}"] if not observed.runtime_known else []
     unknown += [f"sandbox {sid}: {w.reason}" for sid, w in sorted(observed.worktrees.items())
                 if w.health is Health.UNKNOWN]
@@ -146,16 +151,22 @@ def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
     if not observed.runtime_known:
         return [Action(address, Kind.NOOP, "container.create",
                        f"runtime unknown: {observed.runtime_reason}", sid)]
+    if (obs is None or _replaced(spec, obs)) and sid not in observed.wants:
+        why = observed.want_problems.get(sid, "its template is not known")
+        return [Action(address, Kind.NOOP, "container.create", f"waits: {why}", sid)]
     if obs is None:
         state = "and start it" if spec.state == "running" else "stopped"
+        key = observed.wants[sid].key
         return [Action(address, Kind.CREATE, "container.create",
-                       f"no container; create from `{spec.image}` {state}", sid),
+                       f"no container; copy template `{key}` (image `{spec.image}`) {state}",
+                       sid, item=key),
                 _credential(sid, spec, obs, observed, fresh=True),
                 *_forwards(sid, spec, {})]
     if _replaced(spec, obs):
         return [Action(address, Kind.REPLACE, "container.replace",
                        f"image `{obs.image}` -> `{spec.image}`; the container's own files "
-                       "are lost (the worktree stays)", sid, destructive=True),
+                       "are lost (the worktree stays)", sid, destructive=True,
+                       item=observed.wants[sid].key),
                 _credential(sid, spec, obs, observed, fresh=True),
                 *_forwards(sid, spec, {})]
     actions: list[Action] = []

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from locki.core import crash, sandbox_exec
-from locki.core.errors import CommandFailed
+from locki.core.errors import CommandFailed, LockiError
 from locki.core.incus import Incus
 from locki.resources.model import ContainerObs
 
@@ -82,10 +82,15 @@ def _labels(spec: ContainerSpec) -> dict[str, str]:
     }
 
 
-def _idmap(spec: ContainerSpec) -> dict[str, str]:
-    if spec.uid == 0:
+def idmap_config(uid: int, gid: int) -> dict[str, str]:
+    """Container root as the host user, unless that user is root (then devices shift)."""
+    if uid == 0:
         return {}
-    return {"raw.idmap": f"uid {spec.uid} 0\ngid {spec.gid} 0"}
+    return {"raw.idmap": f"uid {uid} 0\ngid {gid} 0"}
+
+
+def _idmap(spec: ContainerSpec) -> dict[str, str]:
+    return idmap_config(spec.uid, spec.gid)
 
 
 def _disk_args(spec: ContainerSpec, source: Path, path: Path) -> list[str]:
@@ -126,25 +131,40 @@ async def remove_device(incus: Incus, container: str, device: str, *, sandbox_id
     log.info("container.device_removed", sandbox=sandbox_id, container=container, device=device)
 
 
-async def create(incus: Incus, spec: ContainerSpec, *, start: bool,
-                 source: str | None = None) -> None:
-    """Create the container from `source` (default: the spec's image reference)."""
+async def create(incus: Incus, spec: ContainerSpec, *, start: bool, template: str) -> None:
+    """Create the container as a copy of the instance `template` (copy-on-write on
+    btrfs or zfs, so near-instant), with the sandbox's own labels and devices."""
+    await _ensure_template_ready(incus, template)
     config = {**_labels(spec), **_idmap(spec)}
-    args = ["create", "--quiet", source or spec.image, spec.name, "--profile", spec.profile]
+    args = ["copy", template, spec.name]
     for key, value in config.items():
         args += ["--config", f"{key}={value}"]
     try:
         await incus.run(*args)
         log.info("container.created", sandbox=spec.sandbox_id, container=spec.name,
-                 image=spec.image)
+                 image=spec.image, template=template)
+        crash.reached("container.create")
+        # A fresh copy has no worktree device yet (templates never do).
+        await incus.run("config", "device", "add", spec.name, DEVICE, *_device_args(spec))
     except CommandFailed as exc:
         if "already exists" not in exc.stderr:
             raise
-    crash.reached("container.create")
-    await ensure_device(incus, spec)
+        await ensure_device(incus, spec)
     crash.reached("device.add")
     if start:
         await ensure_running(incus, spec.name, sandbox_id=spec.sandbox_id)
+
+
+async def _ensure_template_ready(incus: Incus, template: str) -> None:
+    """Refuse to copy from a template whose setup did not complete."""
+    found = await incus.query(f"/1.0/instances/{template}?project={incus.project}",
+                              missing_ok=True)
+    config = (found or {}).get("config", {})
+    if not config.get(PREFIX + "ready") or (found or {}).get("status") != "Stopped":
+        raise LockiError(
+            f"template `{template}` is missing or its setup did not complete",
+            hint="run `locki apply`: it builds the template again first",
+        )
 
 
 async def ensure_device(incus: Incus, spec: ContainerSpec) -> None:

@@ -30,9 +30,14 @@ class ProjectSpec:
     storage_pool: str | None = None
     network: str | None = None
     extra_devices: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     def devices(self) -> dict[str, dict[str, str]]:
         return {name: dict(config) for name, config in self.extra_devices}
+
+    def config(self) -> dict[str, str]:
+        return {"security.nesting": "true", **dict(self.extra_config),
+                LABEL: self.installation_id}
 
 
 def project_name(installation_id: str) -> str:
@@ -44,7 +49,7 @@ def _profile_ok(profile: dict[str, Any], spec: ProjectSpec) -> bool:
     return bool(
         devices.get("root", {}).get("type") == "disk"
         and devices.get("eth0", {}).get("type") == "nic"
-        and profile.get("config", {}).get("security.nesting") == "true"
+        and profile.get("config", {}) == spec.config()
         and all(devices.get(name) == want for name, want in spec.devices().items())
     )
 
@@ -107,7 +112,7 @@ async def ensure(incus: Incus, spec: ProjectSpec) -> None:
     )
     body = {
         "description": "locki sandboxes",
-        "config": {"security.nesting": "true", LABEL: spec.installation_id},
+        "config": spec.config(),
         "devices": {
             "root": {"type": "disk", "path": "/", "pool": spec.storage_pool or default_pool},
             "eth0": {

@@ -124,6 +124,12 @@ class AiSettings(_Strict):
 class IncusSettings(_Strict):
     network: str | None = Field(default=None, description="Bridge for the sandboxes' NIC.")
     storage_pool: str | None = Field(default=None, description="Pool for their root disks.")
+    privileged: bool = Field(
+        default=False,
+        description="Run sandboxes as privileged containers (needed by k3s and the like). "
+        "Container root is then root of the machine Incus runs on: only in the user's "
+        "config, never from a repository's locki.toml.",
+    )
 
 
 class UserConfig(_Strict):
@@ -150,4 +156,10 @@ class RepoConfig(_Strict):
         description="Image for this repo's sandboxes: a reference (`images:debian/12`), the "
         "alias of an image in Incus, or a path/glob of a local Incus image archive relative "
         "to the repo root (the match naming the host architecture wins).",
+    )
+    setup: list[str] = Field(
+        default_factory=list,
+        description="Shell commands run once, as root, in the template this repo's sandboxes "
+        "are copied from (without the worktree, which a template does not have). Changing "
+        "them builds a new template for new sandboxes; existing sandboxes keep theirs.",
     )

@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 # Built and imported by scripts/host-setup.sh (Debian with systemd, git, ssh, python3).
@@ -58,10 +61,15 @@ class Locki:
         iid = (self.data_dir / "installation-id").read_text().strip()
         return f"locki-{iid}"
 
-    def containers(self) -> list[dict[str, object]]:
+    def instances(self) -> list[dict[str, Any]]:
+        """Every instance of the installation's project: sandboxes and templates."""
         out = incus("--project", self.project, "list", "--format", "json").stdout
-        result: list[dict[str, object]] = json.loads(out)
+        result: list[dict[str, Any]] = json.loads(out)
         return result
+
+    def containers(self) -> list[dict[str, Any]]:
+        """The sandboxes' containers (templates left out)."""
+        return [i for i in self.instances() if "user.locki.sandbox" in i.get("config", {})]
 
     def sandboxes(self, cwd: Path) -> list[dict[str, object]]:
         listing = self("list", "--json", cwd=cwd)
@@ -82,10 +90,32 @@ def _delete_project(data_dir: Path) -> None:
     incus("project", "delete", project, check=False)
 
 
+@pytest.fixture(scope="session")
+def mise_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """mise, fetched once per session the way locki fetches it (npm pack on the host)."""
+    from locki.resources import provision
+
+    cache = tmp_path_factory.mktemp("locki-cache")
+    return anyio.run(provision.fetch_mise, cache)
+
+
+def _seed_mise(binary: Path, cache_home: Path) -> None:
+    """Give a test's installation the session's mise, as if it had fetched it itself."""
+    from locki.resources import provision
+
+    target = provision.mise_binary(cache_home / "locki")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(binary, target)
+    except OSError:
+        shutil.copyfile(binary, target)
+
+
 @pytest.fixture
-def locki(home: Path) -> Iterator[Locki]:
+def locki(home: Path, mise_binary: Path) -> Iterator[Locki]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LOCKI_"))}
     env.update(LOCKI_RUNTIME="incus", LOCKI_IMAGE=IMAGE)
+    _seed_mise(mise_binary, Path(env["XDG_CACHE_HOME"]))
     data_dir = Path(env["XDG_DATA_HOME"]) / "locki"
     runner = Locki(env, data_dir, Path(env["XDG_CONFIG_HOME"]) / "locki")
     yield runner
