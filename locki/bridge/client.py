@@ -30,7 +30,8 @@ from locki.core.paths import Paths
 log = structlog.get_logger("locki.bridge.client")
 # What the daemon keeps of the caller's environment: git's own is rebuilt per command.
 _ENV = ("HOME", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "TZ",
-        "LOCKI_RUNTIME")
+        "LOCKI_RUNTIME", "INCUS_DIR", "INCUS_SOCKET", "LOCKI_RECONCILE_INTERVAL",
+        "LOCKI_IDLE_STOP_AFTER")
 
 
 async def _connect(paths: Paths, timeout: float) -> asyncssh.SSHClientConnection:
@@ -96,13 +97,28 @@ async def _gone(paths: Paths, timeout: float) -> bool:
     return False
 
 
+async def _exited(pid: int, timeout: float) -> bool:
+    """Whether process `pid` ends within `timeout` (an unreaped zombie has ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (FileNotFoundError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def stop(paths: Paths, *, timeout: float = 15.0) -> None:
     """Ask the daemon to stop and wait until it has; a daemon that is not there is fine."""
     pid = daemon_pid(paths)
     if await _control(paths, "stop", 5.0) is None and pid is None:
         server.socket_path(paths).unlink(missing_ok=True)  # nobody listens on it
         return
-    if await _gone(paths, timeout):
+    # The socket goes first; the process may still be finishing a reconcile pass.
+    if await _gone(paths, timeout) and (pid is None or await _exited(pid, timeout)):
         log.info("bridge.stopped")
         return
     # It took the request (or never answered) and still listens: the kernel told us
@@ -124,7 +140,7 @@ def _lock(paths: Paths) -> FileLock:
 
 def daemon_argv(paths: Paths, *, version: str | None = None) -> list[str]:
     argv = [
-        sys.executable, "-m", "locki.bridge.daemon", "--detach",
+        sys.executable, "-m", "locki.hostd", "--detach",
         "--config-dir", str(paths.config_dir), "--data-dir", str(paths.data_dir),
         "--state-dir", str(paths.state_dir), "--runtime-dir", str(paths.runtime_dir),
     ]

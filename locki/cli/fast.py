@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from locki.core import sandbox_exec
+from locki.core import activity, sandbox_exec
 from locki.core.files import answering, incus_socket
 
 if TYPE_CHECKING:
@@ -160,6 +160,7 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     )
     if not ready:
         return None
+    activity.touch(paths.state_dir, sid)
     args = sandbox_exec.exec_args(name, cwd=sandbox_exec.inside_cwd(cwd, root),
                                   command=command, env=sandbox_exec.exec_env(sid))
     return ["incus", "--project", f"locki-{iid}", *args]

@@ -48,11 +48,34 @@ def exclusive(path: Path, *, timeout: float, purpose: str) -> Iterator[None]:
                 hint="wait for it to finish, or raise --lock-timeout",
             ) from exc
     try:
-        holder.write_text(json.dumps({
-            "pid": os.getpid(), "host": socket.gethostname(),
-            "command": " ".join(["locki", *sys.argv[1:]])[:200], "since": time.time(),
-        }))
+        _claim(holder)
         yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def _claim(holder: Path, command: str | None = None) -> None:
+    holder.write_text(json.dumps({
+        "pid": os.getpid(), "host": socket.gethostname(),
+        "command": command or " ".join(["locki", *sys.argv[1:]])[:200], "since": time.time(),
+    }))
+
+
+@contextmanager
+def try_exclusive(path: Path, *, command: str) -> Iterator[bool]:
+    """Take the lock only if it is free at once; yields whether it was taken. `command`
+    names the holder in the messages of commands that wait for it."""
+    lock = FileLock(path)
+    holder = path.with_name(path.name + ".holder")
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        yield False
+        return
+    try:
+        _claim(holder, command)
+        yield True
     finally:
         holder.unlink(missing_ok=True)
         lock.release()

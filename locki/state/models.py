@@ -126,6 +126,24 @@ class IncusSettings(_Strict):
     storage_pool: str | None = Field(default=None, description="Pool for their root disks.")
 
 
+class DaemonSettings(_Strict):
+    """The host daemon's background reconcile loop."""
+
+    reconcile_interval: float = Field(
+        default=60.0, gt=0, le=86400,
+        description="Seconds between passes (LOCKI_RECONCILE_INTERVAL wins); a change in "
+        "the worktrees folder starts one sooner.")
+    idle_stop_after: float = Field(
+        default=3600.0, ge=0,
+        description="Stop a sandbox's container after this many seconds without use "
+        "(`locki x`, bridged git, an open `incus exec`); 0 never stops one. "
+        "LOCKI_IDLE_STOP_AFTER wins.")
+    services_count: bool = Field(
+        default=False,
+        description="Count a process listening on one of the sandbox's forwarded ports "
+        "inside as use, so a dev server behind a forward keeps its container running.")
+
+
 class UserConfig(_Strict):
     """The user's `config.toml`."""
 
@@ -135,6 +153,7 @@ class UserConfig(_Strict):
     image: str | None = Field(default=None, description="Default image for new sandboxes.")
     ai: AiSettings = Field(default_factory=AiSettings)
     incus: IncusSettings = Field(default_factory=IncusSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
 
 class RepoConfig(_Strict):

@@ -101,7 +101,8 @@ def _daemons_of(config_home: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"locki.bridge.daemon" in cmdline and str(config_home).encode() in b" ".join(cmdline):
+        daemon = b"locki.hostd" in cmdline or b"locki.bridge.daemon" in cmdline
+        if daemon and str(config_home).encode() in b" ".join(cmdline):
             state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
             if state != "Z":  # nothing reaps here, so a finished daemon may linger as one
                 found.append(int(proc.name))
