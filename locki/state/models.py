@@ -156,10 +156,29 @@ class UserConfig(_Strict):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
 
+_FORWARD_SPEC = re.compile(r"^(?:(\d{1,5})?:)?(\d{1,5})$")
+
+
+def _forward_spec(value: str) -> str:
+    """`N`, `HOST:GUEST` or `:GUEST`, with ports in range (a host port >= 1024)."""
+    found = _FORWARD_SPEC.fullmatch(value)
+    if found is None:
+        raise ValueError(f"`{value}` is not N, HOST:GUEST or :GUEST")
+    host, guest = found.group(1), int(found.group(2))
+    if value.count(":") == 0:
+        host = found.group(2)
+    if not 1 <= guest <= 65535 or (host is not None and not 1024 <= int(host) <= 65535):
+        raise ValueError(f"`{value}`: ports go up to 65535, and host ports start at 1024")
+    return value
+
+
+ForwardSpec = Annotated[str, AfterValidator(_forward_spec)]
+
+
 class RepoConfig(_Strict):
     """A repository's committed `locki.toml`. It cannot grant itself privileges."""
 
-    forwards: list[str] = Field(
+    forwards: list[ForwardSpec] = Field(
         default_factory=list,
         description="Default port forwards for new sandboxes: `N`, `HOST:GUEST` or `:GUEST` "
         "(a free host port is leased).",
