@@ -24,7 +24,7 @@ from locki.reconciler.context import Context
 from locki.reconciler.gc import Collected, collect, observe_leftovers
 from locki.reconciler.model import Action, Plan
 from locki.reconciler.observe import observe
-from locki.resources import worktree
+from locki.resources import image, worktree
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.cli.gc")
@@ -49,7 +49,7 @@ async def _collect(ctx: Context, desired: DesiredState, branches: bool) -> Colle
             f"({observed.runtime_reason})",
             hint="what cannot be seen is never deleted; check `incus info`, then run gc again",
         )
-    leftovers = await observe_leftovers(ctx.paths, desired, observed)
+    leftovers = await observe_leftovers(ctx, desired, observed)
     return collect(desired, observed, leftovers, branches=branches, pending=_pending(ctx))
 
 
@@ -64,6 +64,8 @@ async def _remove(ctx: Context, collected: Collected, action: Action, force: boo
             with contextlib.suppress(OSError):
                 folder.path.parent.rmdir()  # an includes folder, once empty
         activity.forget(ctx.paths.state_dir, folder.sandbox)
+    elif action.op == "gc.image":
+        await image.delete(ctx.incus, collected.images[action.address])
     elif action.op == "gc.branch":
         branch = collected.branches[action.address]
         # With the old value: a branch that moved since it was looked at stays.

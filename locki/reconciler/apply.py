@@ -51,7 +51,8 @@ async def _image_source(ctx: Context, spec: SandboxSpec) -> str:
     resolved = image.resolve(spec.repo, spec.image)
     if isinstance(resolved, str):
         return resolved
-    return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache))
+    return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache),
+                              owner=ctx.installation_id)
 
 
 def _step(ctx: Context, desired: DesiredState, action: Action, force: bool

@@ -20,9 +20,10 @@ from locki.core import git
 from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id
 from locki.core.paths import Paths
+from locki.reconciler.context import Context
 from locki.reconciler.model import Action, Kind, Observed, Plan
 from locki.reconciler.plan import plan
-from locki.resources import worktree
+from locki.resources import image, worktree
 from locki.resources.model import Health, WorktreeObs
 from locki.state.models import DesiredState
 
@@ -54,6 +55,8 @@ class Leftovers:
     folders: tuple[Folder, ...] = ()
     branches: tuple[Branch, ...] = ()
     vanished: dict[str, str] = field(default_factory=dict)  # sandbox id -> why
+    images: tuple[str, ...] = ()  # fingerprints this installation imported, now unused
+    images_unknown: str | None = None  # why image use could not be told, if it could not
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Collected:
     plan: Plan
     folders: dict[str, Folder]  # by action address
     branches: dict[str, Branch]
+    images: dict[str, str] = field(default_factory=dict)  # address -> fingerprint
 
 
 def collect(desired: DesiredState, observed: Observed, leftovers: Leftovers, *,
@@ -79,11 +83,17 @@ def collect(desired: DesiredState, observed: Observed, leftovers: Leftovers, *,
         action = _branch(branch, branches)
         found[action.address] = branch
         actions.append(action)
-    held = {a.sandbox for a in actions if a.address in pending}
+    images = {f"image.{fp[:12]}": fp for fp in leftovers.images}
+    actions += [Action(address, Kind.DELETE, "gc.image", "imported by this installation "
+                       "from an archive; no sandbox uses it") for address in images]
+    if leftovers.images_unknown:
+        actions.append(Action("image", Kind.NOOP, "gc.image",
+                              f"imported images kept: {leftovers.images_unknown}"))
+    held = {a.sandbox for a in actions if a.address in pending and a.sandbox is not None}
     actions = [Action(a.address, Kind.NOOP, a.op, "an interrupted apply has a pending "
-                      "journal entry for this sandbox; `locki apply` resumes it first",
-                      a.sandbox) if a.sandbox in held else a for a in actions]
-    return Collected(Plan(tuple(actions)), folders, found)
+                      "journal entry for it; `locki apply` resumes it first", a.sandbox)
+               if a.address in pending or a.sandbox in held else a for a in actions]
+    return Collected(Plan(tuple(actions)), folders, found, images)
 
 
 def _vanished(sid: str, why: str, observed: Observed, leftovers: Leftovers) -> list[Action]:
@@ -188,8 +198,27 @@ def _candidates(paths: Paths, desired: DesiredState,
     return out
 
 
-async def observe_leftovers(paths: Paths, desired: DesiredState,
+async def _images(ctx: Context, desired: DesiredState) -> tuple[tuple[str, ...], str | None]:
+    """Unused images this installation imported, or why that cannot be told."""
+    cache = image.FingerprintCache(ctx.paths.image_cache)
+    wanted = set()
+    for sid, spec in sorted(desired.sandbox.items()):
+        try:
+            resolved = image.resolve(spec.repo, spec.image)
+            if isinstance(resolved, image.Archive):
+                wanted.add(cache.get(resolved))
+        except (LockiError, OSError) as exc:
+            why = exc.message if isinstance(exc, LockiError) else str(exc)
+            return (), f"the image of sandbox {sid} cannot be told ({why})"
+    try:
+        return tuple(await image.unused_own(ctx.incus, ctx.installation_id, wanted)), None
+    except LockiError as exc:
+        return (), exc.message
+
+
+async def observe_leftovers(ctx: Context, desired: DesiredState,
                             observed: Observed) -> Leftovers:
+    paths = ctx.paths
     folders = []
     for sid, path, repo in _candidates(paths, desired, observed):
         seen = None
@@ -204,7 +233,8 @@ async def observe_leftovers(paths: Paths, desired: DesiredState,
     found: list[Branch] = []
     for repo in sorted(r for r in repos if (r / ".git").is_dir()):
         found += await _branches(repo, desired)
-    return Leftovers(tuple(folders), tuple(found), vanished)
+    images, images_unknown = await _images(ctx, desired)
+    return Leftovers(tuple(folders), tuple(found), vanished, images, images_unknown)
 
 
 async def _branches(repo: Path, desired: DesiredState) -> list[Branch]:

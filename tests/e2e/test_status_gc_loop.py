@@ -7,6 +7,7 @@ use at the same time; linking the real socket into that folder "restarts" it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -230,3 +231,39 @@ def test_gc_removes_only_this_installations_garbage(locki: Locki, repo: Path) ->
     code, doc = _status(locki, repo)
     assert code == 0
     assert _rows(doc)[kept_id]["condition"] == "Ready" and set(_rows(doc)) == {kept_id}
+
+
+def test_gc_deletes_an_image_it_imported_once_nothing_uses_it(
+    locki: Locki, repo: Path, tmp_path: Path
+) -> None:
+    # The test image repacked at another level than test_images' variant: a fingerprint
+    # no other test (and no other installation) has.
+    incus("image", "export", IMAGE, str(tmp_path / "exported"))
+    exported = next(tmp_path.glob("exported*"))
+    (repo / "images").mkdir()
+    archive = repo / "images" / "gc-x86_64.tar.zst"
+    subprocess.run(f"zstd -dc '{exported}' | zstd -q -2 -T0 -o '{archive}'", shell=True,
+                   check=True)
+    exported.unlink()
+    fingerprint = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (repo / "locki.toml").write_text('incus_image = "images/gc-*.tar.zst"\n')
+    try:
+        made = locki("new", cwd=repo, extra_env={"LOCKI_IMAGE": ""})
+        assert made.returncode == 0, made.stderr
+        iid = locki.project.removeprefix("locki-")
+        owner = incus("image", "get-property", fingerprint, "user.locki.imported-by")
+        assert owner.stdout.strip() == iid
+
+        in_use = locki("gc", "--dry-run", "--json", cwd=repo)
+        assert in_use.returncode == 0, in_use.stderr
+        assert f"image.{fingerprint[:12]}" not in in_use.stdout
+        assert "imported images kept" not in in_use.stdout  # use was told, and it is used
+        assert locki("rm", "--force", cwd=repo).returncode == 0
+        (repo / "locki.toml").unlink()  # nothing desires the archive any more
+        collected = locki("gc", cwd=repo)
+        assert collected.returncode == 0, collected.stderr
+        assert f"image.{fingerprint[:12]}" in collected.stdout
+        assert incus("image", "show", fingerprint, check=False).returncode != 0
+        assert incus("image", "show", IMAGE, check=False).returncode == 0  # not ours: kept
+    finally:
+        incus("image", "delete", fingerprint, check=False)
