@@ -133,10 +133,9 @@ async def run(paths: Paths, stopping: asyncio.Event) -> None:
     trigger = "start"
     try:
         while not stopping.is_set():
-            interval = 60.0
+            interval = _interval(paths)
             try:
                 await one_pass(paths, trigger=trigger)
-                interval = settings(context.build(paths).config.daemon).reconcile_interval
             except LockiError as exc:
                 log.warning("loop.pass_failed", trigger=trigger, error=exc.message)
             except Exception:
@@ -146,6 +145,15 @@ async def run(paths: Paths, stopping: asyncio.Event) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
+
+
+def _interval(paths: Paths) -> float:
+    """The configured period; with a broken config.toml, the default (or the env's)."""
+    try:
+        config = context.build(paths).config.daemon
+    except LockiError:
+        config = DaemonSettings()
+    return settings(config).reconcile_interval
 
 
 async def _next(poke: asyncio.Event, stopping: asyncio.Event, interval: float) -> str:

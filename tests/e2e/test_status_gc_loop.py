@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from filelock import FileLock
 
 from tests.conftest import git
 from tests.e2e.conftest import IMAGE, Locki, incus
@@ -267,3 +268,69 @@ def test_gc_deletes_an_image_it_imported_once_nothing_uses_it(
         assert incus("image", "show", IMAGE, check=False).returncode == 0  # not ours: kept
     finally:
         incus("image", "delete", fingerprint, check=False)
+
+
+LOOP = {"LOCKI_RECONCILE_INTERVAL": "1"}
+
+
+def test_the_loop_keeps_forwards_and_pointers_and_waits_for_the_lock(
+    locki: Locki, repo: Path
+) -> None:
+    ran = locki("x", "--", "true", cwd=repo, extra_env=LOOP)
+    assert ran.returncode == 0, ran.stderr
+    sid = str(locki.sandboxes(repo)[0]["id"])
+    name = f"locki-{sid}"
+    added = locki("pf", ":3000", "--json", cwd=repo)
+    assert added.returncode == 0, added.stderr
+    host = json.loads(added.stdout)[0]["host"]
+
+    def devices() -> set[str]:
+        shown = incus("--project", locki.project, "config", "device", "list", name)
+        return set(shown.stdout.split())
+
+    incus("--project", locki.project, "config", "device", "remove", name, f"locki-fwd4-{host}")
+    assert _wait(lambda: f"locki-fwd4-{host}" in devices(), 10), "the forward stayed down"
+
+    # A broken desired state stops nothing but the passes; fixed, they go on.
+    state_file = locki.config_dir / "sandboxes.toml"
+    good = state_file.read_text()
+    state_file.write_text(good + "[broken\n")
+    pointer = next((locki.data_dir / "worktrees").glob(f"*-locki-{sid}")) / ".git"
+    honest = pointer.read_text()
+    pointer.write_text("gitdir: /tmp/not-the-repo\n")
+    time.sleep(3)
+    assert pointer.read_text() == "gitdir: /tmp/not-the-repo\n"
+    state_file.write_text(good)
+    assert _wait(lambda: pointer.read_text() == honest, 10), "the pointer was not restored"
+
+    # While another locki holds the writer lock, passes are skipped, never queued.
+    held = FileLock(Path(locki.env["XDG_RUNTIME_DIR"]) / "locki" / "apply.lock")
+    with held:
+        shutil.rmtree(pointer.parent)
+        time.sleep(3)
+        assert name in _names(locki)
+    assert _wait(lambda: name not in _names(locki), 10), "the loop did not retire it"
+    log = (Path(locki.env["XDG_STATE_HOME"]) / "locki" / "logs" / "bridge.jsonl").read_text()
+    assert '"loop.pass_failed"' in log and "is not valid TOML" in log
+
+
+def test_a_service_behind_a_forward_counts_as_use_when_asked(locki: Locki, repo: Path) -> None:
+    (locki.config_dir).mkdir(parents=True, exist_ok=True)
+    (locki.config_dir / "config.toml").write_text(
+        "[daemon]\nreconcile_interval = 1\nidle_stop_after = 3\nservices_count = true\n")
+    ran = locki("x", "--", "true", cwd=repo)
+    assert ran.returncode == 0, ran.stderr
+    sid = str(locki.sandboxes(repo)[0]["id"])
+    assert locki("pf", ":3000", cwd=repo).returncode == 0
+    served = locki("x", "--", "systemd-run", "--unit", "web", "python3", "-m", "http.server",
+                   "3000", cwd=repo)
+    assert served.returncode == 0, served.stderr
+
+    def status() -> str:
+        return incus("--project", locki.project, "list", "-c", "s", "--format", "csv",
+                     f"locki-{sid}").stdout.strip()
+
+    time.sleep(6)  # twice the idle limit
+    assert status() == "RUNNING", "a listening forwarded service did not count as use"
+    assert locki("x", "--", "systemctl", "stop", "web", cwd=repo).returncode == 0
+    assert _wait(lambda: status() == "STOPPED", 15), "idle without its service, it kept running"
