@@ -99,3 +99,21 @@ def test_check_errors_name_the_key_path(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert needle in err and str(config) in err and "hint:" in err
     assert config.read_text() == text
+
+
+def test_the_lean_path_counts_stopped_sandboxes_as_candidates(tmp_path: Path) -> None:
+    from locki.cli.fast import _chosen
+    from locki.core.paths import Paths
+
+    paths = Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "r")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    boxes = {"abcd1234": {"repo": str(repo), "state": "running"},
+             "abce5678": {"repo": str(repo), "state": "stopped"}}
+    # Two candidates in this repo: the full path asks, so the lean path does not choose.
+    assert _chosen(paths, boxes, None, repo) is None
+    assert _chosen(paths, boxes, "abc", repo) is None
+    assert _chosen(paths, boxes, "abcd", repo) == "abcd1234"
+    assert _chosen(paths, boxes, "abce", repo) is None  # stopped: the full path starts it
+    boxes["abce5678"]["state"] = "removed"
+    assert _chosen(paths, boxes, None, repo) == "abcd1234"
