@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+import anyio
+
 from locki.cli import include, render
 from locki.core import activity
 from locki.core.errors import LockiError, RuntimeUnreachable
@@ -39,8 +41,8 @@ async def _dirty(spec: SandboxSpec, sid: str, observed: Observed) -> bool | None
         return None
 
 
-async def _row(ctx: Context, sid: str, spec: SandboxSpec | None, state: SandboxCondition,
-               observed: Observed) -> dict[str, Any]:
+def _row(ctx: Context, sid: str, spec: SandboxSpec | None, state: SandboxCondition,
+         observed: Observed, dirty: bool | None) -> dict[str, Any]:
     box = observed.containers.get(sid)
     seen = observed.worktrees.get(sid)
     live = forward.observed(box.devices) if box is not None else {}
@@ -56,7 +58,7 @@ async def _row(ctx: Context, sid: str, spec: SandboxSpec | None, state: SandboxC
         "branch": seen.branch if seen is not None and seen.health is Health.OK else None,
         "worktree": str(ctx.worktree(sid, spec)) if spec else (
             box.labels.get("worktree") if box else None),
-        "dirty": await _dirty(spec, sid, observed) if spec else None,
+        "dirty": dirty,
         "forwards": [{"host": f.host, "guest": f.guest,
                       "live": None if not observed.runtime_known else live.get(f.host) == f.guest}
                      for f in (spec.forwards if spec else [])],
@@ -70,7 +72,15 @@ async def cmd_status(ctx: Context, *, as_json: bool) -> int:
     observed = await observe(ctx, desired)
     result = plan(desired, observed)
     found = conditions(desired, observed, result)
-    rows = [await _row(ctx, sid, desired.sandbox.get(sid), state, observed)
+    dirty: dict[str, bool | None] = {}
+
+    async def check(sid: str, spec: SandboxSpec) -> None:
+        dirty[sid] = await _dirty(spec, sid, observed)
+
+    async with anyio.create_task_group() as tg:  # one `git status` per sandbox, at once
+        for sid, spec in desired.sandbox.items():
+            tg.start_soon(check, sid, spec)
+    rows = [_row(ctx, sid, desired.sandbox.get(sid), state, observed, dirty.get(sid))
             for sid, state in found.items()]
     if as_json:
         print(json.dumps({"runtime": {"reachable": observed.runtime_known,
