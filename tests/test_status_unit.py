@@ -167,3 +167,10 @@ def test_gc_drops_entries_whose_repository_vanished_once_nothing_is_left() -> No
     got = _gc(with_box, gone)
     assert got[f"sandbox.{SID}.container"] == (Kind.DELETE, True)
     assert got[f"sandbox.{SID}"] == (Kind.NOOP, False)
+
+
+def test_an_interval_of_zero_turns_the_loop_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKI_RECONCILE_INTERVAL", "0")
+    assert settings(DaemonSettings()).reconcile_interval == 0
+    monkeypatch.setenv("LOCKI_RECONCILE_INTERVAL", "-1")  # out of range: ignored, logged
+    assert settings(DaemonSettings(reconcile_interval=5)).reconcile_interval == 5

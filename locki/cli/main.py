@@ -191,10 +191,10 @@ def gc(
 
     Containers and forwards of this installation without a desired entry, worktree
     folders in locki's worktrees folder that no sandbox owns, `*#locki-<id>` branches
-    of no sandbox that are merged into the default branch, and desired entries whose
-    repository is gone. Nothing without this installation's labels is touched. What
-    would lose work (uncommitted changes, commits found nowhere else, a container's own
-    files) is only listed unless --force.
+    of no sandbox that are merged into the default branch, images it imported that
+    nothing uses, and desired entries whose repository is gone. Nothing without this
+    installation's labels is touched. What would lose work (uncommitted changes, commits
+    found nowhere else, a container's own files) is only listed unless --force.
 
     Parameters
     ----------

@@ -2,9 +2,9 @@
 
 Level-triggered: every pass observes everything afresh and acts on what it sees, so an
 event missed (the daemon was down, the runtime restarted) is caught by the next one.
-Passes run on a timer (`[daemon] reconcile_interval`, LOCKI_RECONCILE_INTERVAL) and
-soon after anything changes in the worktrees folder (inotify, through watchfiles). A
-pass:
+Passes run on a timer (`[daemon] reconcile_interval`, LOCKI_RECONCILE_INTERVAL; 0
+turns the loop off) and soon after anything changes in the worktrees folder (inotify,
+through watchfiles). A pass:
 
 - skips when another locki holds the writer lock (it never waits for one);
 - does nothing at all while the runtime cannot be observed, and destroys nothing while
@@ -28,6 +28,7 @@ import time
 
 import structlog
 import watchfiles
+from pydantic import ValidationError
 
 from locki.core import activity, lock
 from locki.core.errors import LockiError
@@ -46,6 +47,7 @@ NOT_IN_BACKGROUND = frozenset({
     "container.create", "container.replace", "worktree.create", "include.create",
 })
 WATCH_DEBOUNCE_MS = 400
+OFF_RECHECK = 60.0  # with the loop turned off, how often its setting is read again
 
 
 def settings(config: DaemonSettings) -> DaemonSettings:
@@ -58,7 +60,11 @@ def settings(config: DaemonSettings) -> DaemonSettings:
                 overrides[key] = float(os.environ[var])
             except ValueError:
                 log.warning("loop.bad_env", variable=var, value=os.environ[var])
-    return DaemonSettings.model_validate({**config.model_dump(), **overrides})
+    try:
+        return DaemonSettings.model_validate({**config.model_dump(), **overrides})
+    except ValidationError:
+        log.warning("loop.bad_env", overrides=overrides, why="out of range; ignored")
+        return config
 
 
 def background_actions(result: Plan) -> tuple[Action, ...]:
@@ -134,13 +140,14 @@ async def run(paths: Paths, stopping: asyncio.Event) -> None:
     try:
         while not stopping.is_set():
             interval = _interval(paths)
-            try:
-                await one_pass(paths, trigger=trigger)
-            except LockiError as exc:
-                log.warning("loop.pass_failed", trigger=trigger, error=exc.message)
-            except Exception:
-                log.exception("loop.pass_crashed", trigger=trigger)
-            trigger = await _next(poke, stopping, interval)
+            if interval > 0:
+                try:
+                    await one_pass(paths, trigger=trigger)
+                except LockiError as exc:
+                    log.warning("loop.pass_failed", trigger=trigger, error=exc.message)
+                except Exception:
+                    log.exception("loop.pass_crashed", trigger=trigger)
+            trigger = await _next(poke, stopping, interval or OFF_RECHECK)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -151,7 +158,7 @@ def _interval(paths: Paths) -> float:
     """The configured period; with a broken config.toml, the default (or the env's)."""
     try:
         config = context.build(paths).config.daemon
-    except LockiError:
+    except Exception:  # whatever is wrong with the config, the loop must go on
         config = DaemonSettings()
     return settings(config).reconcile_interval
 

@@ -130,9 +130,9 @@ class DaemonSettings(_Strict):
     """The host daemon's background reconcile loop."""
 
     reconcile_interval: float = Field(
-        default=60.0, gt=0, le=86400,
+        default=60.0, ge=0, le=86400,
         description="Seconds between passes (LOCKI_RECONCILE_INTERVAL wins); a change in "
-        "the worktrees folder starts one sooner.")
+        "the worktrees folder starts one sooner. 0 turns the background loop off.")
     idle_stop_after: float = Field(
         default=3600.0, ge=0,
         description="Stop a sandbox's container after this many seconds without use "

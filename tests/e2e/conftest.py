@@ -83,7 +83,9 @@ def _delete_project(data_dir: Path) -> None:
 @pytest.fixture
 def locki(home: Path) -> Iterator[Locki]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LOCKI_"))}
-    env.update(LOCKI_RUNTIME="incus", LOCKI_IMAGE=IMAGE)
+    # The daemon's background loop is off unless a test turns it on (it would otherwise
+    # converge, at a moment of its own, what a test changed by hand to look at the plan).
+    env.update(LOCKI_RUNTIME="incus", LOCKI_IMAGE=IMAGE, LOCKI_RECONCILE_INTERVAL="0")
     data_dir = Path(env["XDG_DATA_HOME"]) / "locki"
     runner = Locki(env, data_dir, Path(env["XDG_CONFIG_HOME"]) / "locki")
     yield runner

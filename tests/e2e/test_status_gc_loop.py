@@ -318,7 +318,7 @@ def test_a_service_behind_a_forward_counts_as_use_when_asked(locki: Locki, repo:
     (locki.config_dir).mkdir(parents=True, exist_ok=True)
     (locki.config_dir / "config.toml").write_text(
         "[daemon]\nreconcile_interval = 1\nidle_stop_after = 3\nservices_count = true\n")
-    ran = locki("x", "--", "true", cwd=repo)
+    ran = locki("x", "--", "true", cwd=repo, extra_env={"LOCKI_RECONCILE_INTERVAL": ""})
     assert ran.returncode == 0, ran.stderr
     sid = str(locki.sandboxes(repo)[0]["id"])
     assert locki("pf", ":3000", cwd=repo).returncode == 0
