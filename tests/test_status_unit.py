@@ -174,3 +174,12 @@ def test_an_interval_of_zero_turns_the_loop_off(monkeypatch: pytest.MonkeyPatch)
     assert settings(DaemonSettings()).reconcile_interval == 0
     monkeypatch.setenv("LOCKI_RECONCILE_INTERVAL", "-1")  # out of range: ignored, logged
     assert settings(DaemonSettings(reconcile_interval=5)).reconcile_interval == 5
+
+
+def test_a_clean_orphan_worktree_is_held_with_its_container() -> None:
+    clean = Folder(SID, Path(WT), Path("/r/project"),
+                   WorktreeObs(Path(WT), Health.OK, "seen", dirty=False, lost_commits=0))
+    boxed = _gc(RUNNING, Leftovers((clean,)), desired={"sandbox": {}})
+    assert boxed[f"sandbox.{SID}.folder.project-locki-{SID}"] == (Kind.DELETE, True)
+    alone = _gc({}, Leftovers((clean,)), desired={"sandbox": {}})
+    assert alone[f"sandbox.{SID}.folder.project-locki-{SID}"] == (Kind.DELETE, False)

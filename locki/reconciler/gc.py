@@ -75,7 +75,7 @@ def collect(desired: DesiredState, observed: Observed, leftovers: Leftovers, *,
         actions += _vanished(sid, why, observed, leftovers)
     folders: dict[str, Folder] = {}
     for folder in leftovers.folders:
-        action = _folder(folder)
+        action = _folder(folder, boxed=folder.sandbox in observed.containers)
         folders[action.address] = folder
         actions.append(action)
     found: dict[str, Branch] = {}
@@ -113,7 +113,8 @@ def _vanished(sid: str, why: str, observed: Observed, leftovers: Leftovers) -> l
     return actions
 
 
-def _folder(folder: Folder) -> Action:
+def _folder(folder: Folder, *, boxed: bool) -> Action:
+    """A folder goes after its container (which mounts it): held with it when it is."""
     name = folder.path.name
     address = f"sandbox.{folder.sandbox}.folder.{name}"
     seen = folder.seen
@@ -122,7 +123,7 @@ def _folder(folder: Folder) -> Action:
         return Action(address, Kind.DELETE, "gc.folder",
                       f"no sandbox owns it and {why}: its files would be deleted",
                       folder.sandbox, destructive=True)
-    risk = seen.at_risk
+    risk = seen.at_risk or ("it goes with its container" if boxed else None)
     return Action(address, Kind.DELETE, "gc.worktree",
                   f"a worktree of `{folder.repo}` no sandbox owns" + (f"; {risk}" if risk else ""),
                   folder.sandbox, destructive=risk is not None)
