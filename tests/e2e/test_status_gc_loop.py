@@ -334,3 +334,17 @@ def test_a_service_behind_a_forward_counts_as_use_when_asked(locki: Locki, repo:
     assert status() == "RUNNING", "a listening forwarded service did not count as use"
     assert locki("x", "--", "systemctl", "stop", "web", cwd=repo).returncode == 0
     assert _wait(lambda: status() == "STOPPED", 15), "idle without its service, it kept running"
+
+
+def test_deleting_a_worktree_wakes_the_loop_before_its_timer(locki: Locki, repo: Path) -> None:
+    slow = {"LOCKI_RECONCILE_INTERVAL": "120"}  # the timer alone would take minutes
+    box = _new(locki, repo)
+    assert locki("daemon", "stop", cwd=repo).returncode == 0
+    _start_daemon(locki, **slow)
+    time.sleep(2)  # its first pass (at start) is over; the next timed one is far away
+    started = time.monotonic()
+    shutil.rmtree(box["worktree"])
+    assert _wait(lambda: f"locki-{box['id']}" not in _names(locki), 20), "inotify missed it"
+    took = time.monotonic() - started
+    assert _wait(lambda: box["id"] not in (locki.config_dir / "sandboxes.toml").read_text(), 5)
+    print(f"retired {took:.1f}s after the folder was deleted")
