@@ -1,9 +1,10 @@
 """`locki gc`: remove what this installation made that nothing desires any more.
 
-Observed and decided under the writer lock, like `apply`. What the planner already
-knows how to delete (orphan containers, retired sandboxes, unwanted forwards) runs
-through `apply`; folders, branches and dead entries through the drivers here. What
-would lose work runs only with --force; everything else goes without asking.
+Observed and decided under the writer lock, like `apply` (a dry run takes none). What
+the planner already knows how to delete (orphan containers, retired sandboxes, unwanted
+forwards) runs through `apply`; folders, branches, images and dead entries through the
+drivers here. What would lose work runs only with --force; everything else goes without
+asking.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ async def _remove(ctx: Context, collected: Collected, action: Action, force: boo
 
 async def cmd_gc(ctx: Context, *, dry_run: bool, force: bool, branches: bool,
                  as_json: bool) -> int:
-    with ctx.writer():
+    # A dry run only reads, like `locki status`: it takes no lock.
+    with contextlib.nullcontext() if dry_run else ctx.writer():
         desired = ctx.read_desired()
         collected = await _collect(ctx, desired, branches)
         result = collected.plan

@@ -31,6 +31,36 @@ def _when(stamp: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp else None
 
 
+def _loop(ctx: Context, observed: Observed) -> dict[str, Any]:
+    """The background loop as its last report tells it (only while the daemon answers)."""
+    try:
+        report = json.loads(activity.loop_report(ctx.paths.state_dir).read_text())
+    except (OSError, ValueError):
+        report = {}
+    running = observed.daemon is not None
+    if not running or not isinstance(report, dict):
+        report = {}
+    at = report.get("at")
+    return {"running": running,
+            "last_pass": _when(at) if isinstance(at, (int, float)) else None,
+            "result": report.get("result"), "error": report.get("error"),
+            "interval": report.get("interval")}
+
+
+def _loop_line(loop: dict[str, Any]) -> str:
+    if not loop["running"]:
+        return "background loop: not running (the bridge daemon does not answer)"
+    if loop["result"] == "off":
+        return "background loop: off (`[daemon] reconcile_interval = 0`)"
+    if not loop["last_pass"]:
+        return "background loop: no pass yet"
+    error = f": {loop['error']}" if loop["error"] else ""
+    every = loop["interval"]
+    period = f", every {every:g}s" if isinstance(every, (int, float)) else ""
+    return (f"background loop: last pass {loop['last_pass'].replace('T', ' ')} "
+            f"({loop['result']}{error}){period}")
+
+
 async def _dirty(spec: SandboxSpec, sid: str, observed: Observed) -> bool | None:
     seen = observed.worktrees.get(sid)
     if seen is None or seen.health is not Health.OK:
@@ -85,9 +115,10 @@ async def cmd_status(ctx: Context, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"runtime": {"reachable": observed.runtime_known,
                                       "reason": observed.runtime_reason},
-                          "sandboxes": rows}, indent=2))
+                          "loop": _loop(ctx, observed), "sandboxes": rows}, indent=2))
     else:
         _print(rows)
+        print(_loop_line(_loop(ctx, observed)))
     if not observed.runtime_known:
         raise RuntimeUnreachable(
             f"every sandbox is Unknown: {observed.runtime_reason}",

@@ -2,7 +2,8 @@
 
 `locki x` (both paths) and every bridged command touch the stamp; the host daemon's
 background loop reads it to stop containers idle for longer than the user allows, and
-`locki status` shows it. Standard library only: the lean `locki x` path touches it.
+`locki status` shows it, with the loop's report of its last pass. Standard library
+only: the lean `locki x` path touches the stamps.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def last_used(state_dir: Path, sandbox_id: str) -> float | None:
         return stamp_path(state_dir, sandbox_id).stat().st_mtime
     except OSError:
         return None
+
+
+def loop_report(state_dir: Path) -> Path:
+    """Where the daemon's background loop records its last pass (for `locki status`)."""
+    return state_dir / "loop.json"
 
 
 def forget(state_dir: Path, sandbox_id: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 
 from locki.core import activity, lock
 from locki.core.errors import LockiError
+from locki.core.files import write_atomically
 from locki.core.paths import Paths
 from locki.hostd import idle
 from locki.reconciler import context
@@ -140,18 +142,28 @@ async def run(paths: Paths, stopping: asyncio.Event) -> None:
     try:
         while not stopping.is_set():
             interval = _interval(paths)
+            result, error = "off", None
             if interval > 0:
                 try:
-                    await one_pass(paths, trigger=trigger)
+                    result = await one_pass(paths, trigger=trigger)
                 except LockiError as exc:
+                    result, error = "failed", exc.message
                     log.warning("loop.pass_failed", trigger=trigger, error=exc.message)
-                except Exception:
+                except Exception as exc:
+                    result, error = "failed", f"unexpected: {exc!r} (see bridge.jsonl)"
                     log.exception("loop.pass_crashed", trigger=trigger)
+            _report(paths, trigger=trigger, result=result, error=error, interval=interval)
             trigger = await _next(poke, stopping, interval or OFF_RECHECK)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watcher
+
+
+def _report(paths: Paths, **fields: object) -> None:
+    entry = {"at": time.time(), "pid": os.getpid(), **fields}
+    with contextlib.suppress(OSError):
+        write_atomically(activity.loop_report(paths.state_dir), json.dumps(entry).encode())
 
 
 def _interval(paths: Paths) -> float:

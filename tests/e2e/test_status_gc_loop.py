@@ -95,6 +95,8 @@ def test_status_tells_conditions_and_changes_nothing(locki: Locki, repo: Path) -
     row = _rows(doc)[sid]
     assert code == 0
     assert (row["condition"], row["reason"], row["state"]) == ("Ready", "Converged", "running")
+    assert doc["loop"] == {"running": True, "last_pass": doc["loop"]["last_pass"],
+                           "result": "off", "error": None, "interval": 0}
     assert row["branch"] == f"untitled#locki-{sid}" and row["dirty"] is False
 
     # Read-only: a stale index that `git status` would refresh (and lock) stays as it is.
@@ -141,6 +143,7 @@ def test_unreachable_runtime_is_unknown_then_the_loop_converges(
     assert code == 4
     assert [(r["id"], r["condition"], r["state"]) for r in _rows(doc).values()] == \
         [(sid, "Unknown", "unknown")]
+    assert doc["loop"]["result"] == "unknown"  # the loop held off too
     shown = locki("status", cwd=repo, extra_env={"INCUS_DIR": str(dead)})
     assert shown.returncode == 4 and "Unknown" in shown.stdout
     assert f"[sandbox.{sid}]" in state_file.read_text()
@@ -194,7 +197,7 @@ def test_gc_removes_only_this_installations_garbage(locki: Locki, repo: Path) ->
 
     state_file = locki.config_dir / "sandboxes.toml"
     doc = tomlkit.parse(state_file.read_text())
-    del doc["sandbox"][gone_id]  # type: ignore[union-attr]
+    del doc["sandbox"][gone_id]
     state_file.write_text(doc.as_string())
 
     dry = locki("gc", "--dry-run", "--json", cwd=repo)
