@@ -53,8 +53,11 @@ def _merge(extra: dict[str, Any]) -> dict[str, Any]:
     (_merge({"worktrees": {SID: {"health": "missing"}}}), Condition.ORPHANED, "WorktreeDeleted"),
     (_merge({"containers": {SID: {"status": "error"}}}), Condition.DEGRADED, "ContainerError"),
     ({**RUNNING, "daemon": ""}, Condition.DRIFTED, "BridgeDaemon"),
+    ({**RUNNING, "includes": {f"{SID}/lib": {"path": "/wt/i", "health": "ok",
+                                             "tampered": "its `.git` pointer was rewritten"}}},
+     Condition.DEGRADED, "PointerTampered"),
 ], ids=["ready", "unknown", "drifted", "tampered", "broken", "repo-unknown", "deleted",
-        "error", "daemon-down"])
+        "error", "daemon-down", "include-tampered"])
 def test_condition_follows_the_plan(observed: dict[str, Any], condition: Condition,
                                     reason: str) -> None:
     desired, seen = _case(observed)

@@ -72,9 +72,15 @@ def _desired(sid: str, spec: SandboxSpec, observed: Observed, own: list[Action],
                     "its worktree folder was deleted; the next reconcile retires it")
     if worktree is not None and worktree.health is Health.BROKEN:
         return made(Condition.DEGRADED, "WorktreeBroken", worktree.reason)
+    tampered = [(f"include `{key.partition('/')[2]}`: ", seen.tampered)
+                for key, seen in sorted(observed.includes.items())
+                if key.partition("/")[0] == sid and seen.tampered]
     if worktree is not None and worktree.tampered:
+        tampered.insert(0, ("", worktree.tampered))
+    if tampered:
         return made(Condition.DEGRADED, "PointerTampered",
-                    f"{worktree.tampered}; `locki apply` restores it")
+                    "; ".join(where + what for where, what in tampered)
+                    + "; `locki apply` (or the background loop) restores it")
     box = observed.containers.get(sid)
     if box is not None and box.status == "error":
         return made(Condition.DEGRADED, "ContainerError",
