@@ -12,8 +12,12 @@ import os
 from pathlib import Path
 
 
+def stamps(state_dir: Path) -> Path:
+    return state_dir / "last-used"
+
+
 def stamp_path(state_dir: Path, sandbox_id: str) -> Path:
-    return state_dir / "last-used" / sandbox_id
+    return stamps(state_dir) / sandbox_id
 
 
 def touch(state_dir: Path, sandbox_id: str, *, when: float | None = None) -> None:

@@ -31,7 +31,7 @@ import structlog
 import watchfiles
 from pydantic import ValidationError
 
-from locki.core import activity, lock
+from locki.core import activity
 from locki.core.errors import LockiError
 from locki.core.files import write_atomically
 from locki.core.paths import Paths
@@ -89,8 +89,7 @@ def background_actions(result: Plan) -> tuple[Action, ...]:
 async def one_pass(paths: Paths, *, trigger: str) -> str:
     """One reconcile pass; returns what it did (`busy`, `unknown`, `done`, `idle`)."""
     ctx = context.build(paths)
-    with lock.try_exclusive(paths.private_runtime_dir() / "apply.lock",
-                            command="locki daemon (background reconcile)") as taken:
+    with ctx.try_writer("locki daemon (background reconcile)") as taken:
         if not taken:
             log.debug("loop.skipped", trigger=trigger, why="another locki holds the lock")
             return "busy"
@@ -117,7 +116,7 @@ async def one_pass(paths: Paths, *, trigger: str) -> str:
 
 def _forget_stamps(paths: Paths, known: set[str]) -> None:
     with contextlib.suppress(OSError):
-        for stamp in activity.stamp_path(paths.state_dir, "x").parent.iterdir():
+        for stamp in activity.stamps(paths.state_dir).iterdir():
             if stamp.name not in known:
                 stamp.unlink(missing_ok=True)
 

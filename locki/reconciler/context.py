@@ -89,6 +89,12 @@ class Context:
         path = self.paths.private_runtime_dir() / "apply.lock"
         return lock.exclusive(path, timeout=self.lock_timeout, purpose="applying changes")
 
+    def try_writer(self, holder: str) -> AbstractContextManager[bool]:
+        """The writer lock if it is free right now (yields whether it was taken), for
+        the daemon's background loop, which never waits for a command."""
+        path = self.paths.private_runtime_dir() / "apply.lock"
+        return lock.try_exclusive(path, command=holder)
+
 
 def read_installation_id(paths: Paths) -> str | None:
     """This installation's id (it names the Incus project), or None before the first apply.
