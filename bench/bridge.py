@@ -95,7 +95,7 @@ def main() -> None:
         wall = time.perf_counter() - start
         errors = sum(1 for per_box in codes for c in per_box if c != 0)
         print(f"{'5 sandboxes x 20 concurrent':<34} {wall * 1000:7.1f} ms, {errors} errors")
-        rss = rss_mib("locki.bridge.daemon")
+        rss = rss_mib("locki.hostd")
         print(f"{'daemon RSS after the load':<34} {rss:7.1f} MiB (target <= 60)")
         rows.append({"scenario": "5x20 concurrent", "seconds": wall, "errors": errors,
                      "daemon_rss_mib": rss, "host_status": summary(host[1:])})

@@ -4,6 +4,7 @@ needs the runtime, because each fails before anything is created."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -71,7 +72,8 @@ def state_file(incus_runtime: Path) -> State:
     ids=["broken", "truncated", "unknown-key", "wrong-type", "unknown-table",
          "include-name", "include-relative-repo"],
 )
-@pytest.mark.parametrize("command", [["plan"], ["list"], ["apply"], ["new"], ["rm", "-m", "ab"]])
+@pytest.mark.parametrize("command", [["plan"], ["list"], ["apply"], ["new"], ["rm", "-m", "ab"],
+                                     ["status"], ["gc"], ["gc", "--dry-run"]])
 def test_broken_desired_state(
     state_file: State, incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], text: str, needle: str, command: list[str],
@@ -193,6 +195,26 @@ def test_unreachable_runtime_is_unknown_not_empty(
     out = capsys.readouterr().out
     assert "runtime unknown" in out
     assert "nothing is destroyed until it can be" in out
+
+
+def test_status_and_gc_with_an_unreachable_runtime_change_nothing(
+    state_file: State, incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file(SANDBOXES)
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, "status", "--json") == 4
+    out, err = capsys.readouterr()
+    rows = json.loads(out)["sandboxes"]
+    assert [(r["id"], r["condition"], r["reason"]) for r in rows] == [
+        ("abcd1234", "Unknown", "RuntimeUnreachable"), ("abce5678", "Unknown",
+                                                        "RuntimeUnreachable")]
+    assert "every sandbox is Unknown" in err
+    assert run_in(repo, monkeypatch, "status") == 4
+    assert capsys.readouterr().out.count("Unknown") == 2
+    assert run_in(repo, monkeypatch, "gc", "--force") == 4
+    assert "nothing was collected" in capsys.readouterr().err
+    assert snapshot(incus_runtime) == before
 
 
 def test_unexpected_errors_exit_3_with_a_saved_traceback(

@@ -82,3 +82,38 @@ def test_check_accepts_a_repo_without_config_and_refuses_escapes(
     (tmp_path / "locki.toml").write_text('incus_image = "../../../etc/passwd"\n')
     assert run(["check", str(tmp_path)]) == 1
     assert "leaves the repository" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('forwards = [":3000", "80:3000"]\n', "key `forwards.1`: `80:3000`: ports go up to 65535"),
+    ('forwards = ["web"]\n', "key `forwards.0`: `web` is not N, HOST:GUEST or :GUEST"),
+    ('forwards = [":3000", 8080]\n', "key `forwards.1`: Input should be a valid string"),
+    ('[incus_image]\nname = "x"\n', "key `incus_image`"),
+    ('forwards = [":3000"\n', "is not valid TOML: Unclosed array"),
+])
+def test_check_errors_name_the_key_path(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        home: Path, text: str, needle: str) -> None:
+    config = tmp_path / "locki.toml"
+    config.write_text(text)
+    assert run(["check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert needle in err and str(config) in err and "hint:" in err
+    assert config.read_text() == text
+
+
+def test_the_lean_path_counts_stopped_sandboxes_as_candidates(tmp_path: Path) -> None:
+    from locki.cli.fast import _chosen
+    from locki.core.paths import Paths
+
+    paths = Paths(tmp_path / "c", tmp_path / "d", tmp_path / "s", tmp_path / "r")
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    boxes = {"abcd1234": {"repo": str(repo), "state": "running"},
+             "abce5678": {"repo": str(repo), "state": "stopped"}}
+    # Two candidates in this repo: the full path asks, so the lean path does not choose.
+    assert _chosen(paths, boxes, None, repo) is None
+    assert _chosen(paths, boxes, "abc", repo) is None
+    assert _chosen(paths, boxes, "abcd", repo) == "abcd1234"
+    assert _chosen(paths, boxes, "abce", repo) is None  # stopped: the full path starts it
+    boxes["abce5678"]["state"] = "removed"
+    assert _chosen(paths, boxes, None, repo) == "abcd1234"

@@ -30,7 +30,8 @@ from locki.core.paths import Paths
 log = structlog.get_logger("locki.bridge.client")
 # What the daemon keeps of the caller's environment: git's own is rebuilt per command.
 _ENV = ("HOME", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "TZ",
-        "LOCKI_RUNTIME")
+        "LOCKI_RUNTIME", "INCUS_DIR", "INCUS_SOCKET", "LOCKI_RECONCILE_INTERVAL",
+        "LOCKI_IDLE_STOP_AFTER")
 
 
 async def _connect(paths: Paths, timeout: float) -> asyncssh.SSHClientConnection:
@@ -137,7 +138,7 @@ def _lock(paths: Paths) -> FileLock:
 
 def daemon_argv(paths: Paths, *, version: str | None = None) -> list[str]:
     argv = [
-        sys.executable, "-m", "locki.bridge.daemon", "--detach",
+        sys.executable, "-m", "locki.hostd", "--detach",
         "--config-dir", str(paths.config_dir), "--data-dir", str(paths.data_dir),
         "--state-dir", str(paths.state_dir), "--runtime-dir", str(paths.runtime_dir),
     ]

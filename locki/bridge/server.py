@@ -41,7 +41,7 @@ import structlog
 from asyncssh.misc import TermModes, TermSize
 
 from locki.bridge import freeze, keys
-from locki.core import files, git
+from locki.core import activity, files, git
 from locki.core.errors import LockiError
 from locki.core.paths import Paths, include_mount
 from locki.state.models import SandboxSpec
@@ -324,6 +324,7 @@ class Bridge:
         sandbox = self.sandbox(identity)
         if sandbox is None:
             raise Refused(f"sandbox `{identity}` is not in locki's desired state")
+        activity.touch(self.paths.state_dir, identity)  # bridged use keeps it awake
         if program == "locki":
             return await self._locki(process, identity, cwd, args)
         if program != "git":

@@ -17,8 +17,8 @@ import structlog
 from locki.bridge import client, policy, server
 from locki.cli import forwards, include, render
 from locki.cli.select import Chosen, choose, create
+from locki.core import activity, sandbox_exec
 from locki.core import git as hostgit
-from locki.core import sandbox_exec
 from locki.core.errors import LockiError, RuntimeUnreachable, UsageError
 from locki.core.paths import Paths
 from locki.reconciler.apply import apply
@@ -56,15 +56,21 @@ async def prepare_exec(ctx: Context, *, match: str | None, new: bool, interactiv
     cwd = Path.cwd()
     chosen: Chosen = await choose(ctx, match=match, new=new, cwd=cwd, interactive=interactive)
     sid = chosen.sandbox_id
-    if chosen.spec.state != "running":
-        with ctx.state.edit() as editor:
-            editor.set_state(sid, "running")
-    await converge(ctx, scope=frozenset({sid}))
-    if sid not in ctx.read_desired().sandbox:
-        raise LockiError(
-            f"sandbox {sid} was retired: its worktree folder was deleted",
-            hint="run the command again to get a new sandbox, or pick another with -m",
-        )
+    activity.touch(ctx.paths.state_dir, sid)
+    # Twice at most: the daemon may stop it as idle just before this converges.
+    for _ in range(2):
+        if ctx.read_desired().sandbox.get(sid, chosen.spec).state != "running":
+            with ctx.state.edit() as editor:
+                editor.set_state(sid, "running")
+        await converge(ctx, scope=frozenset({sid}))
+        now = ctx.read_desired().sandbox.get(sid)
+        if now is None:
+            raise LockiError(
+                f"sandbox {sid} was retired: its worktree folder was deleted",
+                hint="run the command again to get a new sandbox, or pick another with -m",
+            )
+        if now.state == "running":
+            break
     root = ctx.worktree(sid, chosen.spec)
     return container.exec_argv(
         ctx.incus, container.container_name(sid), cwd=sandbox_exec.inside_cwd(cwd, root),

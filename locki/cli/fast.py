@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from locki.core import sandbox_exec
+from locki.core import activity, sandbox_exec
 from locki.core.files import answering, incus_socket
 
 if TYPE_CHECKING:
@@ -89,20 +89,23 @@ def _load(path: Path) -> dict[str, Any]:
 
 def _chosen(paths: Paths, sandboxes: dict[str, Any], match: str | None,
             cwd: Path) -> str | None:
-    live = {sid: s for sid, s in sandboxes.items() if s.get("state", "running") == "running"}
+    # Candidates as the full path counts them (stopped ones too: an idle-stopped sandbox
+    # is still one to choose from), but only a running one is entered here.
+    live = {sid: s for sid, s in sandboxes.items() if s.get("state", "running") != "removed"}
+    running = {sid for sid, s in live.items() if s.get("state", "running") == "running"}
     if match is not None:
         hits = [sid for sid in live if sid.startswith(match)]
-        return hits[0] if len(hits) == 1 else None
+        return hits[0] if len(hits) == 1 and hits[0] in running else None
     try:
         folder = cwd.resolve().relative_to(paths.worktrees.resolve()).parts[0]
     except (ValueError, IndexError):
         folder = ""
     if folder:
         sid = folder.removesuffix(".include").rpartition("-locki-")[2]
-        return sid if sid in live else None
+        return sid if sid in running else None
     repo = _enclosing_repo(cwd, {str(s.get("repo")) for s in live.values()})
     mine = [sid for sid, s in live.items() if s.get("repo") == repo]
-    return mine[0] if len(mine) == 1 else None
+    return mine[0] if len(mine) == 1 and mine[0] in running else None
 
 
 def _enclosing_repo(cwd: Path, repos: set[str]) -> str | None:
@@ -160,6 +163,7 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     )
     if not ready:
         return None
+    activity.touch(paths.state_dir, sid)
     args = sandbox_exec.exec_args(name, cwd=sandbox_exec.inside_cwd(cwd, root),
                                   command=command, env=sandbox_exec.exec_env(sid))
     return ["incus", "--project", f"locki-{iid}", *args]

@@ -178,6 +178,49 @@ def remove(
 
 
 @app.command
+def status(*, as_json: JsonOpt = False) -> int:
+    """Each sandbox's condition: Ready, Drifted, Degraded, Orphaned or Unknown, with the
+    reason, the live branch, forwards, includes and last use. Read-only: no lock, no
+    change, no git index refresh. Exits 4 when the runtime cannot be reached (every
+    sandbox is then Unknown; nothing is reported absent).
+    """
+    from locki.cli.status import cmd_status
+
+    return _run(lambda ctx: cmd_status(ctx, as_json=as_json))
+
+
+@app.command
+def gc(
+    *,
+    dry_run: Annotated[bool, Parameter(negative="")] = False,
+    force: ForceOpt = False,
+    branches: Annotated[bool, Parameter(negative="")] = False,
+    as_json: JsonOpt = False,
+) -> int:
+    """Remove what this installation made that nothing desires any more.
+
+    Containers and forwards of this installation without a desired entry, worktree
+    folders in locki's worktrees folder that no sandbox owns, `*#locki-<id>` branches
+    of no sandbox that are merged into the default branch, images it imported that
+    nothing uses, and desired entries whose repository is gone. Nothing without this
+    installation's labels is touched. What would lose work (uncommitted changes, commits
+    found nowhere else, a container's own files) is only listed unless --force.
+
+    Parameters
+    ----------
+    dry_run
+        Only show what would be removed.
+    branches
+        Also remove unmerged `*#locki-<id>` branches of sandboxes that are gone (those
+        with commits found nowhere else still need --force).
+    """
+    from locki.cli.gc import cmd_gc
+
+    return _run(lambda ctx: cmd_gc(ctx, dry_run=dry_run, force=force, branches=branches,
+                                   as_json=as_json))
+
+
+@app.command
 def check(path: Path = Path("."), *, as_json: JsonOpt = False) -> int:
     """Check a repository's locki.toml: TOML syntax, known keys and types, and that its
     image (a path or glob of an archive) resolves. Needs no runtime: made for CI.

@@ -89,11 +89,34 @@ def exclusive(path: Path, *, timeout: float, purpose: str) -> Iterator[None]:
                 hint="wait for it to finish, or give more time with --lock-timeout SECONDS",
             ) from exc
     try:
-        remove_stale_temporaries(holder_path(path))  # a holder killed mid-write left one
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command_line(),
-                  "since": time.time()}
-        write_atomically(holder_path(path), json.dumps(record).encode(), mode=0o600)
+        _claim(path)
         yield
+    finally:
+        holder_path(path).unlink(missing_ok=True)
+        lock.release()
+
+
+def _claim(path: Path, command: str | None = None) -> None:
+    """Write the holder's record beside the lock, for the messages of those who wait."""
+    remove_stale_temporaries(holder_path(path))  # a holder killed mid-write left one
+    record = {"pid": os.getpid(), "host": socket.gethostname(),
+              "command": command or command_line(), "since": time.time()}
+    write_atomically(holder_path(path), json.dumps(record).encode(), mode=0o600)
+
+
+@contextmanager
+def try_exclusive(path: Path, *, command: str) -> Iterator[bool]:
+    """Take the lock only if it is free at once; yields whether it was taken. `command`
+    names the holder in the messages of commands that wait for it."""
+    lock = FileLock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        yield False
+        return
+    try:
+        _claim(path, command)
+        yield True
     finally:
         holder_path(path).unlink(missing_ok=True)
         lock.release()

@@ -123,6 +123,17 @@ class Context:
     def writer_lock(self) -> Path:
         return self.paths.private_runtime_dir() / "apply.lock"
 
+    @contextmanager
+    def try_writer(self, holder: str) -> Iterator[bool]:
+        """The writer lock if it is free right now (yields whether it was taken), for
+        the daemon's background loop, which never waits for a command."""
+        with lock.try_exclusive(self.writer_lock, command=holder) as taken:
+            self.writing = taken
+            try:
+                yield taken
+            finally:
+                self.writing = False
+
 
 def read_installation_id(paths: Paths) -> str | None:
     """This installation's id (it names the Incus project), or None before the first apply.

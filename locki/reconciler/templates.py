@@ -82,7 +82,8 @@ async def _source(ctx: Context, spec: SandboxSpec) -> str:
     resolved = image.resolve(spec.repo, spec.image)
     if isinstance(resolved, str):
         return resolved
-    return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache))
+    return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache),
+                              owner=ctx.installation_id)
 
 
 async def build(ctx: Context, desired: DesiredState, key: str) -> None:

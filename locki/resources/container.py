@@ -69,6 +69,7 @@ def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | N
         labels={k.removeprefix(PREFIX): v for k, v in config.items() if k.startswith(PREFIX)},
         devices={str(k): {str(a): str(b) for a, b in v.items()}
                  for k, v in instance.get("devices", {}).items()},
+        last_started=str(instance.get("last_used_at") or "") or None,
     )
 
 

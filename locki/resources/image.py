@@ -133,8 +133,16 @@ class FingerprintCache:
         return known[key]
 
 
-async def ensure(incus: Incus, archive: Archive, cache: FingerprintCache) -> str:
-    """The fingerprint of `archive`, imported into Incus unless it is there already."""
+OWNER = "user.locki.imported-by"  # the installation that imported it (for `locki gc`)
+
+
+async def ensure(incus: Incus, archive: Archive, cache: FingerprintCache, *,
+                 owner: str | None = None) -> str:
+    """The fingerprint of `archive`, imported into Incus unless it is there already.
+
+    An image this call imports is labelled with the installation `owner`, so that
+    `locki gc` may delete it once nothing uses it; one found already there is not.
+    """
     fingerprint = cache.get(archive)
     if await incus.query(f"/1.0/images/{fingerprint}", missing_ok=True) is not None:
         log.debug("image.present", image=archive.label, fingerprint=fingerprint[:12])
@@ -144,6 +152,29 @@ async def ensure(incus: Incus, archive: Archive, cache: FingerprintCache) -> str
     except CommandFailed as exc:
         if "already exists" not in exc.stderr:
             raise
+        return fingerprint  # someone else imported it meanwhile: theirs, not ours
+    if owner is not None:
+        await incus.run("image", "set-property", fingerprint, OWNER, owner)
     log.info("image.imported", image=archive.label, fingerprint=fingerprint[:12])
     crash.reached("image.import")
     return fingerprint
+
+
+async def unused_own(incus: Incus, owner: str, wanted: set[str]) -> list[str]:
+    """Fingerprints of images `owner` imported that no instance of any project and no
+    fingerprint in `wanted` uses. Raises when a listing fails (then nothing is unused)."""
+    images = json.loads((await incus.run("image", "list", "--format", "json")).stdout)
+    mine = {str(i["fingerprint"]) for i in images
+            if (i.get("properties") or {}).get(OWNER) == owner}
+    if not mine:
+        return []
+    instances = await incus.query("/1.0/instances?all-projects=true&recursion=1") or []
+    used = {str((i.get("config") or {}).get("volatile.base_image", "")) for i in instances}
+    return sorted(mine - used - wanted)
+
+
+async def delete(incus: Incus, fingerprint: str) -> None:
+    result = await incus.run("image", "delete", fingerprint, check=False)
+    if not result.ok and "not found" not in result.stderr.lower():
+        await incus.run("image", "delete", fingerprint)
+    log.info("image.deleted", fingerprint=fingerprint[:12])

@@ -55,3 +55,4 @@ class ContainerObs:
     worktree_source: str | None
     labels: dict[str, str] = field(default_factory=dict)
     devices: dict[str, dict[str, str]] = field(default_factory=dict)
+    last_started: str | None = None  # Incus' `last_used_at`: when it last started

@@ -132,6 +132,24 @@ class IncusSettings(_Strict):
     )
 
 
+class DaemonSettings(_Strict):
+    """The host daemon's background reconcile loop."""
+
+    reconcile_interval: float = Field(
+        default=60.0, ge=0, le=86400,
+        description="Seconds between passes (LOCKI_RECONCILE_INTERVAL wins); a change in "
+        "the worktrees folder starts one sooner. 0 turns the background loop off.")
+    idle_stop_after: float = Field(
+        default=3600.0, ge=0,
+        description="Stop a sandbox's container after this many seconds without use "
+        "(`locki x`, bridged git, an open `incus exec`); 0 never stops one. "
+        "LOCKI_IDLE_STOP_AFTER wins.")
+    services_count: bool = Field(
+        default=False,
+        description="Count a process listening on one of the sandbox's forwarded ports "
+        "inside as use, so a dev server behind a forward keeps its container running.")
+
+
 class UserConfig(_Strict):
     """The user's `config.toml`."""
 
@@ -141,12 +159,32 @@ class UserConfig(_Strict):
     image: str | None = Field(default=None, description="Default image for new sandboxes.")
     ai: AiSettings = Field(default_factory=AiSettings)
     incus: IncusSettings = Field(default_factory=IncusSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+
+
+_FORWARD_SPEC = re.compile(r"^(?:(\d{1,5})?:)?(\d{1,5})$")
+
+
+def _forward_spec(value: str) -> str:
+    """`N`, `HOST:GUEST` or `:GUEST`, with ports in range (a host port >= 1024)."""
+    found = _FORWARD_SPEC.fullmatch(value)
+    if found is None:
+        raise ValueError(f"`{value}` is not N, HOST:GUEST or :GUEST")
+    host, guest = found.group(1), int(found.group(2))
+    if value.count(":") == 0:
+        host = found.group(2)
+    if not 1 <= guest <= 65535 or (host is not None and not 1024 <= int(host) <= 65535):
+        raise ValueError(f"`{value}`: ports go up to 65535, and host ports start at 1024")
+    return value
+
+
+ForwardSpec = Annotated[str, AfterValidator(_forward_spec)]
 
 
 class RepoConfig(_Strict):
     """A repository's committed `locki.toml`. It cannot grant itself privileges."""
 
-    forwards: list[str] = Field(
+    forwards: list[ForwardSpec] = Field(
         default_factory=list,
         description="Default port forwards for new sandboxes: `N`, `HOST:GUEST` or `:GUEST` "
         "(a free host port is leased).",

@@ -8,6 +8,7 @@ the file and the key path, and nothing is written.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +39,19 @@ def parse(path: Path, text: str) -> TOMLDocument:
         return tomlkit.parse(text)
     except ParseError as exc:
         raise LockiError(
-            f"`{path}` is not valid TOML: {exc}", hint=f"fix line {exc.line} of `{path}`"
+            f"`{path}` is not valid TOML: {_toml_problem(text, exc)}",
+            hint=f"fix line {exc.line} of `{path}`",
         ) from exc
+
+
+def _toml_problem(text: str, exc: ParseError) -> str:
+    """The clearer of the two parsers' messages (tomlkit's can name a NUL at line 1 for
+    an array left open at the end of the file)."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as strict:
+        return str(strict)
+    return str(exc)
 
 
 def validate(path: Path, data: dict[str, Any], model: type[M]) -> M:
@@ -56,7 +68,7 @@ def validate(path: Path, data: dict[str, Any], model: type[M]) -> M:
                 hint=f"remove it or fix its spelling; keys allowed there: {known}",
             ) from exc
         raise LockiError(
-            f"`{path}`: key `{key}`: {first['msg']}{more}",
+            f"`{path}`: key `{key}`: {first['msg'].removeprefix('Value error, ')}{more}",
             hint=f"edit `{path}` and fix `{key}`",
         ) from exc
 

@@ -114,7 +114,9 @@ def _seed_mise(binary: Path, cache_home: Path) -> None:
 @pytest.fixture
 def locki(home: Path, mise_binary: Path) -> Iterator[Locki]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "LOCKI_"))}
-    env.update(LOCKI_RUNTIME="incus", LOCKI_IMAGE=IMAGE)
+    # The daemon's background loop is off unless a test turns it on (it would otherwise
+    # converge, at a moment of its own, what a test changed by hand to look at the plan).
+    env.update(LOCKI_RUNTIME="incus", LOCKI_IMAGE=IMAGE, LOCKI_RECONCILE_INTERVAL="0")
     _seed_mise(mise_binary, Path(env["XDG_CACHE_HOME"]))
     data_dir = Path(env["XDG_DATA_HOME"]) / "locki"
     runner = Locki(env, data_dir, Path(env["XDG_CONFIG_HOME"]) / "locki")
@@ -138,7 +140,8 @@ def _daemons_of(config_home: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"locki.bridge.daemon" in cmdline and str(config_home).encode() in b" ".join(cmdline):
+        daemon = b"locki.hostd" in cmdline or b"locki.bridge.daemon" in cmdline
+        if daemon and str(config_home).encode() in b" ".join(cmdline):
             state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
             if state != "Z":  # nothing reaps here, so a finished daemon may linger as one
                 found.append(int(proc.name))

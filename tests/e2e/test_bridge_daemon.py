@@ -40,7 +40,8 @@ def _daemons(paths: Paths) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        ours = b"locki.bridge.daemon" in argv and os.fsencode(paths.runtime_dir) in argv
+        daemon = b"locki.hostd" in argv or b"locki.bridge.daemon" in argv
+        ours = daemon and os.fsencode(paths.runtime_dir) in argv
         if ours and _alive(int(entry.name)):
             found.append(int(entry.name))
     return found
