@@ -161,6 +161,13 @@ def test_gc_collects_orphans_folders_and_merged_branches() -> None:
         f"sandbox.{SID}.credential": (Kind.NOOP, False),
         f"sandbox.{SID}.container": (Kind.NOOP, False),
         f"sandbox.{SID}.folder.project-locki-{SID}": (Kind.NOOP, False)}
+    # A journal entry for any of the sandbox's resources (here its worktree, which gc
+    # sees only as a folder) holds everything of that sandbox, and nothing else.
+    by_worktree = _gc(RUNNING, leftovers, desired={"sandbox": {}},
+                      pending=frozenset({f"sandbox.{SID}.worktree"}))
+    assert by_worktree[f"sandbox.{SID}.folder.project-locki-{SID}"] == (Kind.NOOP, False)
+    assert by_worktree[f"sandbox.{SID}.container"] == (Kind.NOOP, False)
+    assert by_worktree["sandbox.zzzz0001.branch.a#locki-zzzz0001"] == (Kind.DELETE, False)
 
 
 def test_gc_drops_entries_whose_repository_vanished_once_nothing_is_left() -> None:

@@ -20,6 +20,7 @@ from locki.cli import render
 from locki.core import activity
 from locki.core import git as hostgit
 from locki.core.errors import LockiError, RuntimeUnreachable
+from locki.reconciler import journal
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
 from locki.reconciler.gc import Collected, collect, observe_leftovers
@@ -32,14 +33,9 @@ log = structlog.get_logger("locki.cli.gc")
 
 
 def _pending(ctx: Context) -> frozenset[str]:
-    """Addresses of actions an interrupted apply left pending: gc leaves those alone.
-
-    Shortcoming: the apply journal (locki/reconciler/journal.py) is being built on its
-    own branch; this is wired to the journal's pending addresses when both are merged.
-    Until then no action is ever pending.
-    """
-    del ctx
-    return frozenset()
+    """Addresses of actions an apply began and did not finish: gc leaves their
+    sandboxes alone (the next `locki apply` finishes or undoes them first)."""
+    return journal.pending_addresses(ctx.paths)
 
 
 async def _collect(ctx: Context, desired: DesiredState, branches: bool) -> Collected:

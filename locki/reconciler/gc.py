@@ -21,6 +21,7 @@ from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id
 from locki.core.paths import Paths
 from locki.reconciler.context import Context
+from locki.reconciler.journal import sandbox_pending
 from locki.reconciler.model import Action, Kind, Observed, Plan
 from locki.reconciler.plan import plan
 from locki.resources import image, worktree
@@ -90,6 +91,8 @@ def collect(desired: DesiredState, observed: Observed, leftovers: Leftovers, *,
         actions.append(Action("image", Kind.NOOP, "gc.image",
                               f"imported images kept: {leftovers.images_unknown}"))
     held = {a.sandbox for a in actions if a.address in pending and a.sandbox is not None}
+    held |= {a.sandbox for a in actions
+             if a.sandbox is not None and sandbox_pending(pending, a.sandbox)}
     actions = [Action(a.address, Kind.NOOP, a.op, "an interrupted apply has a pending "
                       "journal entry for it; `locki apply` resumes it first", a.sandbox)
                if a.address in pending or a.sandbox in held else a for a in actions]
