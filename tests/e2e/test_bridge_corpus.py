@@ -73,6 +73,11 @@ def test_hostile_corpus_from_inside_changes_nothing_outside(
     markers = tmp_path / "markers"  # on the host only: no sandbox can write here
     markers.mkdir()
     _plant_traps(worktree, markers)
+    # The remotes tests/bridge/support.py's caller has: `mirror` fetches into local branches.
+    origin = git(repo, "remote", "get-url", "origin")
+    git(repo, "remote", "add", "upstream", origin)
+    git(repo, "remote", "add", "mirror", origin)
+    git(repo, "config", "--replace-all", "remote.mirror.fetch", "+refs/heads/*:refs/heads/*")
     other_files = sorted(p.name for p in Path(other["worktree"]).iterdir())
 
     cases = []
