@@ -30,6 +30,7 @@ REFUSED_EVERYWHERE = {
 OUTPUT = (value("json"), value("jq", "q"), value("template", "t"))
 _NUMBER = re.compile(r"#?([1-9][0-9]{0,9})")
 Handler = Callable[[Sequence[str], Caller], Decision]
+_JQ_ENV = re.compile(r"(?<![A-Za-z0-9_])(\$ENV|env)(?![A-Za-z0-9_])")
 _ENDPOINT = re.compile(r"[A-Za-z0-9._~{}/-]+(\?[A-Za-z0-9._~=&%,+-]*)?")
 
 
@@ -108,6 +109,10 @@ def _selector(words: Sequence[str], caller: Caller, *, reads: bool) -> str:
 
 def _emit(group: str, sub: str, parsed: Parsed, positionals: Sequence[str],
           *, first: Sequence[str] = ()) -> tuple[str, ...]:
+    jq = parsed.get("--jq")
+    if jq is not None and _JQ_ENV.search(jq):
+        # gh's jq reads its own environment (`env`, `$ENV`), where a GH_TOKEN login is.
+        raise Denied("`--jq` expressions may not read the environment (`env`, `$ENV`)")
     argv = [group, *([sub] if sub else []), *first, *emit_options(parsed.options)]
     if positionals:
         argv.extend(["--", *positionals])  # pflag: nothing after `--` is an option

@@ -78,6 +78,7 @@ def test_hostile_corpus_from_inside_changes_nothing_outside(
     git(repo, "remote", "add", "upstream", origin)
     git(repo, "remote", "add", "mirror", origin)
     git(repo, "config", "--replace-all", "remote.mirror.fetch", "+refs/heads/*:refs/heads/*")
+    git(repo, "fetch", "-q", "upstream")  # allowed fetches may update upstream/* (unchanged)
     other_files = sorted(p.name for p in Path(other["worktree"]).iterdir())
 
     cases = []

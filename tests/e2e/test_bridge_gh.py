@@ -112,7 +112,7 @@ def test_an_agent_opens_and_updates_its_pr_and_nothing_else(
         "gh api repos/acme/widget/issues -f title=x", "gh api user", "gh secret list",
         "gh release create v1", "gh workflow run ci.yml", "gh extension install a/b",
         "gh alias set x y", "gh config get oauth_token", "gh repo delete --yes",
-        "gh pr merge 2",
+        "gh pr merge 2", "gh pr view --json title --jq env.GH_TOKEN",
     ]
     for command in refused:
         code, out, err = inside(command)
