@@ -23,8 +23,7 @@ _GH_ORDER = ("upstream", "github", "origin")
 _URL = re.compile(r"^(?:[a-z+]+://(?:[^@/]*@)?(?P<host>[^/:]+)(?::\d+)?/"
                   r"|(?:[^@/:]+@)?(?P<scp>[^/:]+):)(?P<owner>[^/]+)/(?P<repo>[^/]+?)"
                   r"(?:\.git)?/?$")
-_KEYS = (r"^(remote\..+\.(url|fetch|gh-resolved)|branch\..+\.(remote|pushremote)"
-         r"|remote\.pushdefault)$")
+_KEYS = r"^(remote\.|branch\..+\.(remote|pushremote)$)"
 
 
 @dataclass(frozen=True)
@@ -44,20 +43,30 @@ class RepoFacts:
 
 
 async def gather(repo: Path, git_dir: Path | None = None) -> RepoFacts:
-    """The facts for the worktree whose git dir is `git_dir` (its admin dir)."""
-    listed = await git.git(repo, "remote", check=False, git_dir=git_dir)
-    remotes = frozenset(listed.stdout.split())
-    branch = None
-    if git_dir is not None:  # without the worktree's own git dir, HEAD is unknown
-        head = await git.git(repo, "symbolic-ref", "-q", "HEAD", check=False, git_dir=git_dir)
-        ref = head.stdout.strip()
-        branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+    """The facts for the worktree whose git dir is `git_dir` (its admin dir): one host git
+    run (the config) and one file read (HEAD), since the daemon does this per command."""
     found = await git.git(repo, "config", "--null", "--get-regexp", _KEYS, check=False,
                           git_dir=git_dir)
     config = _pairs(found.stdout)
+    # `git remote` lists every name with a `remote.<name>.*` key; so does this.
+    remotes = frozenset(k[len("remote."):].rpartition(".")[0] for k, _ in config
+                        if k.startswith("remote.") and k.count(".") >= 2)
+    branch = _head(git_dir)
     return RepoFacts(remotes, branch, _remote_for(config, branch, remotes, push=True),
                      _remote_for(config, branch, remotes, push=False),
                      _odd_fetch(config, remotes), github_repo(config, remotes))
+
+
+def _head(git_dir: Path | None) -> str | None:
+    """The branch HEAD names, from the worktree's own git dir (never the sandbox's side);
+    None when detached or unknown (no git dir)."""
+    if git_dir is None:
+        return None
+    try:
+        text = (git_dir / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return text.removeprefix("ref: refs/heads/") if text.startswith("ref: refs/heads/") else None
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
