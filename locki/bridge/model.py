@@ -61,8 +61,9 @@ class Decision:
     sandbox controls: the daemon opens this file beneath the worktree without following
     symlinks (a symlink to `/etc/shadow` would otherwise leak it into a commit message)."""
     freeze: bool = True
-    """Freeze the sandbox while it runs: False only for commands that never resolve a
-    path in the worktree (push, fetch: refs and objects in the git dir, and the network)."""
+    """Freeze the sandbox while it runs. False only for push and fetch, which the daemon
+    runs without a work tree (refs, objects and config in the git dir, and the network),
+    so no worktree path is opened."""
     stash: StashPlan | None = None
     """For `git stash`: the daemon runs this plan on the sandbox's own stash ref instead
     of `argv` (several host git steps; see `locki.bridge.stashes`)."""

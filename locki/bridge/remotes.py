@@ -144,9 +144,9 @@ def _push(args: Sequence[str], caller: Caller) -> Decision:
             options.append((opt, _lease(val, caller)))
         elif opt.name != "--delete":
             options.append((opt, val))
-    # Push reads refs and objects from the git dir (the sandbox cannot see it) and talks
-    # to the remote; it resolves no path in the worktree, so the sandbox keeps running
-    # (a long network push does not hold it frozen).
+    # Push needs refs and objects from the git dir (the sandbox cannot see it) and the
+    # network; the daemon runs it without a work tree, so the sandbox keeps running (a
+    # long network push does not hold it frozen). See `Bridge._held`.
     return allow(build(["push"], options, (remote, *refspecs)), freeze=False)
 
 

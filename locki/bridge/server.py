@@ -526,7 +526,8 @@ class Bridge:
                     err.write(done.err)
                     code = done.code
                 else:
-                    code = await self._spawn(sandbox, words, fd, stdin, out, err)
+                    code = await self._spawn(sandbox, words, fd, stdin, out, err,
+                                             bare=not verdict.freeze)
             # Thawed: the client reads again. Output goes out in order, stream by stream.
             await _send(process, words, out, err)
         return code if code >= 0 else 128 - code
@@ -536,11 +537,13 @@ class Bridge:
                     freeze: bool) -> AsyncIterator[None]:
         """The sandbox frozen (and its worktree checked) while host git runs, if needed.
 
-        Not frozen: push and fetch (`Decision.freeze`). They read and write refs and
-        objects in the repository's git dir, which is not mounted in the container, and
-        resolve no worktree path (submodule recursion is pinned off, hooks point at
-        /dev/null), so there is no folder the sandbox could swap under them; freezing
-        would only stall the sandbox for as long as the network takes.
+        Not frozen: push and fetch (`Decision.freeze`). They need refs, objects and
+        config, all in the repository's git dir, which is not mounted in the container,
+        plus the network; `_spawn` runs them as in a bare repository from the main
+        checkout, so they open no path in the worktree at all (with a work tree, even
+        push's pack-objects reads `.gitattributes` files there by path). With nothing
+        the sandbox could swap under them, freezing would only stall it for as long as
+        the network takes.
         """
         if not freeze:
             yield
@@ -569,15 +572,22 @@ class Bridge:
         return step
 
     async def _spawn(self, sandbox: Sandbox, verdict_argv: tuple[str, ...], fd: int,
-                     stdin: int | None, out: IO[bytes], err: IO[bytes]) -> int:
+                     stdin: int | None, out: IO[bytes], err: IO[bytes], *,
+                     bare: bool = False) -> int:
         scope = [f"--git-dir={sandbox.admin}", f"--work-tree={sandbox.worktree}"]
+        if bare:
+            # No work tree, and the main checkout (out of the sandbox's reach) as the
+            # folder: relative remote paths resolve as in the user's own checkout.
+            scope = ["-c", "core.bare=true", f"--git-dir={sandbox.admin}"]
         argv = [self.git, *git.argv(*scope, *verdict_argv)[1:]]
         # The child's cwd is the directory `open_inside` opened, named through the fd:
         # the kernel resolves /proc/self/fd/N to that very directory, not by re-walking a
         # path the sandbox could have changed since. pass_fds keeps N open in the child
         # until its chdir (on Linux the daemon's host; other hosts fchdir before exec).
-        if sys.platform == "linux":
-            where: dict[str, object] = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
+        if bare:
+            where: dict[str, object] = {"cwd": sandbox.repo}
+        elif sys.platform == "linux":
+            where = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
         else:
             # Shortcoming: a preexec hook is not thread-safe; the daemon starts no threads.
             where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd,)}

@@ -7,7 +7,9 @@ the daemon; what lands is read from the bare remote itself.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -161,3 +163,29 @@ def test_stashes_are_kept_apart_between_sandboxes_and_the_user(locki: Locki,
     assert kept.stdout == f"{second}\n"
     assert git(repo, "stash", "list") == "stash@{0}: On main: the user's"
     assert git(repo, "rev-parse", "refs/stash") == user
+
+
+def test_push_opens_nothing_in_the_worktree(locki: Locki, repo: Path, tmp_path: Path) -> None:
+    """Push runs while the sandbox runs, so it must not resolve worktree paths: with a
+    work tree, git's pack-objects reads `<folder>/.gitattributes` for every file it sends.
+    Here that folder becomes a symlink to a host folder whose `.gitattributes` is a FIFO:
+    an open would hang the push."""
+    sid = sandbox(locki, repo)
+    made = inside(locki, repo, sid, "mkdir sub && echo x > sub/f && git add sub/f && "
+                                    "git commit -qm sub")
+    assert made.returncode == 0, made.stderr
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    os.mkfifo(trap / ".gitattributes")
+    worktree = Path(str(locki.sandboxes(repo)[0]["worktree"]))
+    (worktree / "sub").rename(worktree / "sub.real")
+    (worktree / "sub").symlink_to(trap)
+
+    pushed = inside(locki, repo, sid, "timeout 60 git push -q origin HEAD")
+    assert pushed.returncode == 0, pushed.stderr
+    with pytest.raises(OSError) as nobody:  # ENXIO: no process has the FIFO open to read
+        os.close(os.open(trap / ".gitattributes", os.O_WRONLY | os.O_NONBLOCK))
+    assert nobody.value.errno == errno.ENXIO
+    assert git(tmp_path / "origin.git", "ls-tree", "-r", "--name-only",
+               f"refs/heads/untitled#locki-{sid}").splitlines() == ["README.md", "app.py",
+                                                                     "sub/f"]
