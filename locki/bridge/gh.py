@@ -223,7 +223,8 @@ NAMED_REFUSALS = {
     "extension": "installs programs on the host", "alias": "changes the user's gh config",
     "config": "changes the user's gh config", "repo": "acts on repositories",
     "gist": "publishes gists", "ssh-key": "changes the user's keys",
-    "gpg-key": "changes the user's keys", "auth": "handles the user's login",
+    "gpg-key": "changes the user's keys",
+    "auth": "handles the user's login (its token never leaves the host)",
     "codespace": "acts on codespaces", "browse": _WEB, "cache": "deletes CI caches",
 }
 

@@ -385,13 +385,17 @@ class Bridge:
             return 0
         raise Refused(f"unknown control request `{command}`")
 
-    async def _git(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
-                   fd: int, cwd: str, args: list[str]) -> int:
-        common = await git.common_dir(sandbox.repo)
-        admin = git.admin_dir(common, sandbox.worktree)
+    async def _admin(self, sandbox: Sandbox) -> Path:
+        """The worktree's git dir, from the repository's own records."""
+        admin = git.admin_dir(await git.common_dir(sandbox.repo), sandbox.worktree)
         if admin is None:
             raise Refused(f"git has no record of worktree `{sandbox.worktree}`; "
                           "run `locki apply` on the host")
+        return admin
+
+    async def _git(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
+                   fd: int, cwd: str, args: list[str]) -> int:
+        admin = await self._admin(sandbox)
         request = Request(sandbox.id, sandbox.worktree, Path(cwd),
                           await gather(sandbox.repo, admin), args)
         verdict = self.policy(request)
@@ -434,9 +438,7 @@ class Bridge:
                   cwd: str, args: list[str]) -> int:
         """gh on the host, for the current repository only; the sandbox is not frozen
         (host gh never opens a worktree path; a body file is read here, by fd)."""
-        common = await git.common_dir(sandbox.repo)
-        admin = git.admin_dir(common, sandbox.worktree)
-        facts = await gather(sandbox.repo, admin)
+        facts = await gather(sandbox.repo, await self._admin(sandbox))
         verdict = self.policy(Request(sandbox.id, sandbox.worktree, Path(cwd), facts, args,
                                       program="gh"))
         if not verdict.allowed or facts.github is None:
@@ -444,27 +446,27 @@ class Bridge:
         program = gh_run.find()
         environment = gh_run.env(facts.github, dict(os.environ))
         argv = list(verdict.argv)
-        if verdict.pr_check is not None:
+        async with self._own_slot(sandbox.id), self._slots:
+            if verdict.pr_check is not None:
+                try:
+                    argv[-1] = await gh_run.pr_number(program, environment, verdict.pr_check,
+                                                      f"#locki-{sandbox.id}")
+                except gh_run.NotOwnPR as exc:
+                    denied = replace(verdict, allowed=False, reason=str(exc), explanation="")
+                    return self._refuse(process, sandbox.id, cwd, ["gh", *args], denied)
+            stdin = None
+            if verdict.stdin_from is not None:
+                stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
+            elif _wants_stdin(argv):
+                stdin = await _read_stdin(process)
+            log.info("bridge.gh", sandbox=sandbox.id, argv=argv, repo=facts.github)
             try:
-                argv[-1] = await gh_run.pr_number(program, environment, verdict.pr_check,
-                                                  f"#locki-{sandbox.id}")
-            except gh_run.NotOwnPR as exc:
-                denied = replace(verdict, allowed=False, reason=str(exc), explanation="")
-                return self._refuse(process, sandbox.id, cwd, ["gh", *args], denied)
-        stdin = None
-        if verdict.stdin_from is not None:
-            stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
-        elif _wants_stdin(argv):
-            stdin = await _read_stdin(process)
-        log.info("bridge.gh", sandbox=sandbox.id, argv=argv, repo=facts.github)
-        try:
-            async with self._own_slot(sandbox.id), self._slots:
                 with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
                     code = await _spawn_gh([program, *argv], environment, stdin, out, err)
                     await _send(process, ("gh",), out, err)
-        finally:
-            if stdin is not None:
-                os.close(stdin)
+            finally:
+                if stdin is not None:
+                    os.close(stdin)
         return code
 
     def _own_slot(self, sandbox_id: str) -> asyncio.Semaphore:
