@@ -250,12 +250,43 @@ def test_bridge_check_evaluates_the_policy_without_running_anything(
     before = git(repo, "for-each-ref")
     assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--",
                   "git", "status") == 0
-    assert capsys.readouterr().out.strip() == "allowed"
+    assert capsys.readouterr().out.splitlines()[0] == "allowed"
     for argv in (["git", "push", "--mirror"], ["git", "-C", "/tmp", "status"],
                  ["git", "branch", "-D", "main"], ["git", "log", "--output=/tmp/x"]):
         assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--", *argv) == 1
         assert capsys.readouterr().out.startswith("denied: ")
     assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--", "ls") == 2
+    assert git(repo, "for-each-ref") == before
+
+
+def test_bridge_check_shows_the_rewritten_push_and_gh_statically(
+    state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file(f'[sandbox.abcd1234]\nrepo = "{repo}"\nbase = "main"\nimage = "img"\n')
+    worktree = repo.parent.parent / "home, ü x" / ".local/share/locki/worktrees"
+    worktree = worktree / f"{repo.name}-locki-abcd1234"
+    git(repo, "worktree", "add", "-q", "-b", "t#locki-abcd1234", str(worktree))
+    git(repo, "config", "push.default", "upstream")
+    git(repo, "config", "branch.t#locki-abcd1234.merge", "refs/heads/main")
+    git(repo, "remote", "add", "gh", "git@github.com:acme/widget.git")
+    before = git(repo, "for-each-ref")
+
+    def check(*argv: str) -> tuple[int, list[str]]:
+        code = run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--", *argv)
+        return code, capsys.readouterr().out.splitlines()
+
+    own = "refs/heads/t#locki-abcd1234"
+    assert check("git", "push", "-u") == (0, ["allowed", (
+        "runs on the host: git push --no-follow-tags --no-signed --no-recurse-submodules "
+        f"--set-upstream --end-of-options origin '{own}:{own}'")])
+    code, out = check("gh", "pr", "edit", "--add-label", "x")
+    assert code == 0
+    assert out[1] == "runs on the host: gh pr edit --add-label=x -- 't#locki-abcd1234'"
+    assert "checks that the head of PR" in out[2]
+    assert check("gh", "pr", "view", "-R", "o/r")[0] == 1
+    assert check("git", "stash", "pop", "stash@{1}")[1][1].endswith(
+        "(host git steps on the sandbox's own `refs/locki/stash/abcd1234`)")
     assert git(repo, "for-each-ref") == before
 
 

@@ -28,10 +28,12 @@ from locki.core.errors import LockiError
 from locki.core.paths import Paths
 
 log = structlog.get_logger("locki.bridge.client")
-# What the daemon keeps of the caller's environment: git's own is rebuilt per command.
+# What the daemon keeps of the caller's environment: git's own is rebuilt per command;
+# the GH_* login variables reach host gh only (`gh_run.env`), never a container.
 _ENV = ("HOME", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "TZ",
         "LOCKI_RUNTIME", "INCUS_DIR", "INCUS_SOCKET", "LOCKI_RECONCILE_INTERVAL",
-        "LOCKI_IDLE_STOP_AFTER")
+        "LOCKI_IDLE_STOP_AFTER", "GH_TOKEN", "GITHUB_TOKEN", "GH_ENTERPRISE_TOKEN", "GH_HOST",
+        "GH_CONFIG_DIR")
 
 
 async def _connect(paths: Paths, timeout: float) -> asyncssh.SSHClientConnection:

@@ -21,6 +21,19 @@ class Caller:
     """Already-resolved cwd inside the worktree (trusted)."""
     remotes: Collection[str] = frozenset()
     """Remote names configured in the repo (for push/fetch); any collection."""
+    head: str | None = None
+    """The branch HEAD names (without `refs/heads/`); None when detached or unknown."""
+    push_remote: str | None = None
+    """Where git sends a push that names no remote (pushRemote, pushDefault, remote,
+    origin: git's own order), if that is a configured remote."""
+    fetch_remote: str | None = None
+    """Where a fetch or pull that names no remote reads (branch.<head>.remote, else
+    origin), if that is a configured remote."""
+    odd_fetch: frozenset[str] = frozenset()
+    """Remotes whose configured fetch refspecs write outside `refs/remotes/<name>/`:
+    fetching from them could move local branches or tags."""
+    github: str | None = None
+    """`HOST/OWNER/REPO` of the repository's GitHub remote: "the current repo" for gh."""
 
     @property
     def suffix(self) -> str:
@@ -47,6 +60,29 @@ class Decision:
     (`commit -F msg.txt`) are rewritten to `-` so that host git never opens a path the
     sandbox controls: the daemon opens this file beneath the worktree without following
     symlinks (a symlink to `/etc/shadow` would otherwise leak it into a commit message)."""
+    freeze: bool = True
+    """Freeze the sandbox while it runs. False only for push and fetch, which the daemon
+    runs without a work tree (refs, objects and config in the git dir, and the network),
+    so no worktree path is opened."""
+    stash: StashPlan | None = None
+    """For `git stash`: the daemon runs this plan on the sandbox's own stash ref instead
+    of `argv` (several host git steps; see `locki.bridge.stashes`)."""
+    pr_check: str | None = None
+    """For gh writes on an existing PR: the selector whose head branch the daemon looks up
+    and checks against the caller's namespace before running `argv`."""
+
+
+@dataclass(frozen=True)
+class StashPlan:
+    op: str
+    """push, list, show, apply, pop, drop or clear."""
+    ref: str
+    """The caller's own stash ref, `refs/locki/stash/<id>`: never the shared `refs/stash`."""
+    entry: int = 0
+    """Which entry (`stash@{N}`) of the caller's own stash reflog."""
+    options: tuple[str, ...] = ()
+    """Canonical options passed to the git step that takes them."""
+    message: str | None = None
 
 
 class Denied(Exception):
@@ -64,8 +100,12 @@ def allow(
     writes: bool = False,
     writes_head: bool = False,
     stdin_from: Path | None = None,
+    freeze: bool = True,
+    stash: StashPlan | None = None,
+    pr_check: str | None = None,
 ) -> Decision:
     return Decision(
         allowed=True, reason="allowed", argv=argv, writes=writes or writes_head,
-        writes_head=writes_head, stdin_from=stdin_from,
+        writes_head=writes_head, stdin_from=stdin_from, freeze=freeze, stash=stash,
+        pr_check=pr_check,
     )

@@ -8,29 +8,20 @@ bridge check` prints `explain(decision)`. Pure: no I/O, no repository access.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 from locki.bridge.commands import Command
 from locki.bridge.model import Caller, Decision, Denied
 from locki.bridge.reads import READS
+from locki.bridge.remotes import REMOTES
+from locki.bridge.stash import STASH
 from locki.bridge.writes import WRITES
 
 __all__ = ["COMMANDS", "Caller", "Decision", "check_git", "explain"]
 
 
-def _later(args: Sequence[str], caller: Caller) -> Decision:
-    # Shortcoming: push/fetch/pull need remote and refspec rewriting (SPEC §6); they are
-    # refused until that policy exists, which slots in here as a handler.
-    raise Denied("not yet supported by this policy")
-
-
-COMMANDS: dict[str, Command] = {
-    **READS,
-    **WRITES,
-    "push": Command(_later, ()),
-    "fetch": Command(_later, ()),
-    "pull": Command(_later, ()),
-}
+COMMANDS: dict[str, Command] = {**READS, **WRITES, **REMOTES, "stash": STASH}
 
 # Global options that change nothing the daemon does not already decide (it never
 # attaches a pager, and sets GIT_OPTIONAL_LOCKS itself); they are dropped. Every other
@@ -79,10 +70,20 @@ def _subcommand(args: Sequence[str]) -> tuple[str, list[str]]:
     return words[0], words[1:]
 
 
-def explain(decision: Decision) -> str:
-    """`allowed`, or `denied: <reason>` followed by the allowed forms, for humans."""
+def explain(decision: Decision, program: str = "") -> str:
+    """`allowed`, or `denied: <reason>` followed by the allowed forms, for humans. With
+    `program`, an allowed answer also says what runs on the host."""
     if decision.allowed:
-        return "allowed"
+        if not program:
+            return "allowed"
+        runs = shlex.join([program, *decision.argv])
+        if decision.stash is not None:
+            runs += f" (host git steps on the sandbox's own `{decision.stash.ref}`)"
+        lines = ["allowed", f"runs on the host: {runs}"]
+        if decision.pr_check:
+            lines.append(f"(first, the daemon checks that the head of PR `{decision.pr_check}` "
+                         "is one of this sandbox's branches)")
+        return "\n".join(lines)
     lines = [f"denied: {decision.reason}"]
     if decision.allowed_forms:
         lines.append("allowed forms:")

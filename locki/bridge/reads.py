@@ -387,17 +387,6 @@ STASH_LIST = Syntax((
 ), revisions=True)
 
 
-def _stash(args: Sequence[str], caller: Caller) -> Decision:
-    if args[:1] != ["list"]:
-        # Shortcoming: stash push/pop/apply/drop need per-sandbox stash refs (SPEC §6);
-        # they belong to the stash policy, which is not written yet.
-        raise Denied("git stash (other than `list`) is not yet supported by this policy")
-    parsed = parse(args[1:], STASH_LIST, caller)
-    no_positionals([*parsed.positionals, *(parsed.paths or ())], "git stash list")
-    extra = (NO_EXT_DIFF, NO_TEXTCONV)
-    return allow(build(["stash", "list"], with_options(parsed, *extra)))
-
-
 def _reflog(args: Sequence[str], caller: Caller) -> Decision:
     words = list(args)
     if words[:1] == ["show"]:
@@ -437,6 +426,5 @@ READS: dict[str, Command] = {
                                       "git rev-parse --parseopt [<flags>] -- <word>...")),
     "config": Command(_config, ("git config --get|--get-all <name> [<value-pattern>]",)),
     "remote": Command(_remote, ("git remote [-v]", "git remote get-url [--push] <name>")),
-    "stash": Command(_stash, ("git stash list [<log options>]",)),
     "reflog": Command(_reflog, ("git reflog [show] [<log options>] [<ref>]",)),
 }

@@ -31,16 +31,19 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import asyncssh
 import structlog
 from asyncssh.misc import TermModes, TermSize
 
-from locki.bridge import freeze, keys
+from locki.bridge import freeze, gh_run, keys, stash_run
+from locki.bridge.facts import RepoFacts, gather
+from locki.bridge.model import StashPlan
 from locki.core import activity, files, git
 from locki.core.errors import LockiError
 from locki.core.paths import Paths, include_mount
@@ -182,6 +185,9 @@ class Verdict:
     writes: bool = False  # serialised per sandbox
     writes_head: bool = False  # HEAD must be detached or on one of the caller's branches
     stdin_from: Path | None = None  # a worktree file git reads as its stdin
+    freeze: bool = True  # freeze the sandbox while it runs (see `Decision.freeze`)
+    stash: StashPlan | None = None  # run this on the sandbox's own stash ref instead
+    pr_check: str | None = None  # gh: the PR whose head the daemon checks first
 
 
 @dataclass(frozen=True)
@@ -189,8 +195,9 @@ class Request:
     sandbox_id: str
     worktree: Path
     cwd: Path
-    remotes: frozenset[str]
+    facts: RepoFacts
     args: list[str]
+    program: str = "git"
 
 
 class Policy(Protocol):
@@ -199,18 +206,17 @@ class Policy(Protocol):
 
 def allow_list(request: Request) -> Verdict:
     """The real allow-list (`locki.bridge.policy`) behind the `Policy` seam."""
-    from locki.bridge import policy
+    from locki.bridge import gh, policy
 
-    caller = policy.Caller(
-        sandbox_id=request.sandbox_id, worktree=request.worktree, cwd=request.cwd,
-        remotes=request.remotes,
-    )
-    decision = policy.check_git(request.args, caller)
+    caller = request.facts.caller(request.sandbox_id, request.worktree, request.cwd)
+    check = gh.check_gh if request.program == "gh" else policy.check_git
+    decision = check(request.args, caller)
     return Verdict(
         allowed=decision.allowed, reason=decision.reason, argv=list(decision.argv),
         explanation="" if decision.allowed else policy.explain(decision),
         writes=decision.writes, writes_head=decision.writes_head,
-        stdin_from=decision.stdin_from,
+        stdin_from=decision.stdin_from, freeze=decision.freeze, stash=decision.stash,
+        pr_check=decision.pr_check,
     )
 
 
@@ -327,10 +333,9 @@ class Bridge:
         activity.touch(self.paths.state_dir, identity)  # bridged use keeps it awake
         if program == "locki":
             return await self._locki(process, identity, cwd, args)
-        if program != "git":
-            # Shortcoming: gh from inside is not bridged yet.
-            self.deny_log(identity, cwd, [program, *args], "only git and locki are bridged")
-            raise Refused(f"denied: only git and `locki port-forward` are bridged, "
+        if program not in ("git", "gh"):
+            self.deny_log(identity, cwd, [program, *args], "only git, gh, locki are bridged")
+            raise Refused(f"denied: only git, gh and `locki port-forward` are bridged, "
                           f"not `{program}`")
         # A cwd inside one of the sandbox's includes acts on that repository's worktree.
         sandbox, cwd = sandbox.route(cwd)
@@ -340,6 +345,8 @@ class Bridge:
             self.deny_log(identity, cwd, [program, *args], str(exc))
             raise Refused(f"denied: {exc}") from None
         try:
+            if program == "gh":
+                return await self._gh(process, sandbox, cwd, args)
             return await self._git(process, sandbox, fd, cwd, args)
         finally:
             os.close(fd)
@@ -379,49 +386,92 @@ class Bridge:
             return 0
         raise Refused(f"unknown control request `{command}`")
 
-    async def _git(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
-                   fd: int, cwd: str, args: list[str]) -> int:
-        common = await git.common_dir(sandbox.repo)
-        admin = git.admin_dir(common, sandbox.worktree)
+    async def _admin(self, sandbox: Sandbox) -> Path:
+        """The worktree's git dir, from the repository's own records."""
+        admin = git.admin_dir(await git.common_dir(sandbox.repo), sandbox.worktree)
         if admin is None:
             raise Refused(f"git has no record of worktree `{sandbox.worktree}`; "
                           "run `locki apply` on the host")
-        remotes = await git.git(sandbox.repo, "remote", check=False)
+        return admin
+
+    async def _git(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
+                   fd: int, cwd: str, args: list[str]) -> int:
+        admin = await self._admin(sandbox)
         request = Request(sandbox.id, sandbox.worktree, Path(cwd),
-                          frozenset(remotes.stdout.split()), args)
+                          await gather(sandbox.repo, admin), args)
         verdict = self.policy(request)
         if not verdict.allowed:
-            self.deny_log(sandbox.id, cwd, ["git", *args], verdict.reason)
-            log.info("bridge.denied", sandbox=sandbox.id, argv=args, reason=verdict.reason)
-            text = verdict.explanation or f"denied: {verdict.reason}"
-            process.stderr.write(f"locki: {text.rstrip()}\n".encode(errors="surrogateescape"))
-            return 1
+            return self._refuse(process, sandbox.id, cwd, ["git", *args], verdict)
         scope = [f"--git-dir={admin}", f"--work-tree={sandbox.worktree}"]
         stdin = None
         if verdict.stdin_from is not None:
             stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
         log.info("bridge.git", sandbox=sandbox.id, argv=verdict.argv, cwd=cwd)
         try:
-            own = self._own_slots.setdefault(sandbox.id, asyncio.Semaphore(PER_SANDBOX))
+            own = self._own_slot(sandbox.id)
             target = replace(sandbox, admin=admin)
-            words = tuple(verdict.argv)
             async with own, self._slots:
                 # Read while the client still runs (it is frozen during the command), to
                 # disk, and only within the sandbox's own slots: no flood fills memory.
                 if stdin is None and _wants_stdin(verdict.argv):
                     stdin = await _read_stdin(process)
-                data = None
                 if not verdict.writes:
-                    return await self._run(process, target, words, fd, stdin, data)
+                    return await self._run(process, target, verdict, fd, stdin)
                 # One writer per sandbox at a time, so the HEAD check below still holds
                 # when the command runs (only bridged commands move this worktree's HEAD).
                 async with self._writers.setdefault(sandbox.id, asyncio.Lock()):
                     if verdict.writes_head:
                         await self._check_head(sandbox, scope)
-                    return await self._run(process, target, words, fd, stdin, data)
+                    return await self._run(process, target, verdict, fd, stdin)
         finally:
             if stdin is not None:
                 os.close(stdin)
+
+    def _refuse(self, process: asyncssh.SSHServerProcess[bytes], sandbox_id: str, cwd: str,
+                argv: list[str], verdict: Verdict) -> int:
+        self.deny_log(sandbox_id, cwd, argv, verdict.reason)
+        log.info("bridge.denied", sandbox=sandbox_id, argv=argv, reason=verdict.reason)
+        text = verdict.explanation or f"denied: {verdict.reason}"
+        process.stderr.write(f"locki: {text.rstrip()}\n".encode(errors="surrogateescape"))
+        return 1
+
+    async def _gh(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
+                  cwd: str, args: list[str]) -> int:
+        """gh on the host, for the current repository only; the sandbox is not frozen
+        (host gh never opens a worktree path; a body file is read here, by fd)."""
+        facts = await gather(sandbox.repo, await self._admin(sandbox))
+        verdict = self.policy(Request(sandbox.id, sandbox.worktree, Path(cwd), facts, args,
+                                      program="gh"))
+        if not verdict.allowed or facts.github is None:
+            return self._refuse(process, sandbox.id, cwd, ["gh", *args], verdict)
+        program = gh_run.find()
+        environment = gh_run.env(facts.github, dict(os.environ))
+        argv = list(verdict.argv)
+        async with self._own_slot(sandbox.id), self._slots:
+            if verdict.pr_check is not None:
+                try:
+                    argv[-1] = await gh_run.pr_number(program, environment, verdict.pr_check,
+                                                      f"#locki-{sandbox.id}")
+                except gh_run.NotOwnPR as exc:
+                    denied = replace(verdict, allowed=False, reason=str(exc), explanation="")
+                    return self._refuse(process, sandbox.id, cwd, ["gh", *args], denied)
+            stdin = None
+            if verdict.stdin_from is not None:
+                stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
+            elif _wants_stdin(argv):
+                stdin = await _read_stdin(process)
+            log.info("bridge.gh", sandbox=sandbox.id, argv=argv, repo=facts.github)
+            try:
+                with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                    code = await _spawn_gh([program, *argv], environment, stdin, out, err)
+                    await _send(process, ("gh",), out, err)
+            finally:
+                if stdin is not None:
+                    os.close(stdin)
+        return code
+
+    def _own_slot(self, sandbox_id: str) -> asyncio.Semaphore:
+        return self._own_slots.setdefault(sandbox_id, asyncio.Semaphore(PER_SANDBOX))
 
     async def _check_head(self, sandbox: Sandbox, scope: list[str]) -> None:
         head = await git.git(sandbox.repo, *scope, "symbolic-ref", "-q", "HEAD", check=False)
@@ -469,52 +519,120 @@ class Bridge:
         return f"locki-{self.paths.installation_id_file.read_text().strip()}"
 
     async def _run(self, process: asyncssh.SSHServerProcess[bytes], sandbox: Sandbox,
-                   verdict_argv: tuple[str, ...], fd: int, stdin: int | None,
-                   data: bytes | None) -> int:
+                   verdict: Verdict, fd: int, stdin: int | None) -> int:
+        words = tuple(verdict.argv)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            async with self._held(sandbox, words, fd, freeze=verdict.freeze):
+                if verdict.stash is not None:
+                    done = await stash_run.run(verdict.stash, self._stepper(sandbox, fd))
+                    out.write(done.out)
+                    err.write(done.err)
+                    code = done.code
+                else:
+                    code = await self._spawn(sandbox, words, fd, stdin, out, err,
+                                             bare=not verdict.freeze)
+            # Thawed: the client reads again. Output goes out in order, stream by stream.
+            await _send(process, words, out, err)
+        return code if code >= 0 else 128 - code
+
+    @asynccontextmanager
+    async def _held(self, sandbox: Sandbox, words: tuple[str, ...], fd: int, *,
+                    freeze: bool) -> AsyncIterator[None]:
+        """The sandbox frozen (and its worktree checked) while host git runs, if needed.
+
+        Not frozen: push and fetch (`Decision.freeze`). They need refs, objects and
+        config, all in the repository's git dir, which is not mounted in the container,
+        plus the network; `_spawn` runs them as in a bare repository from the main
+        checkout, so they open no path in the worktree at all (with a work tree, even
+        push's pack-objects reads `.gitattributes` files there by path). With nothing
+        the sandbox could swap under them, freezing would only stall it for as long as
+        the network takes.
+        """
+        if not freeze:
+            yield
+            return
+        # Shortcoming: hooks, once they run inside the sandbox, need the container
+        # thawed while they run; today host git runs no hooks at all.
+        async with self.freezer.frozen(f"locki-{sandbox.id}", self.project()):
+            if words[:1] == ("mv",) and "--" in words:
+                _no_symlinks_on_the_way(fd, words[words.index("--") + 1:])
+            if words[:1] and words[0] in TOUCHES_WORKTREE:
+                scope = [f"--git-dir={sandbox.admin}", f"--work-tree={sandbox.worktree}"]
+                await self._tracked_folders_are_folders(
+                    sandbox, [self.git, *git.argv(*scope)[1:]])
+            yield
+
+    def _stepper(self, sandbox: Sandbox, fd: int) -> stash_run.GitStep:
+        """One host git step of a multi-step plan, its output captured."""
+
+        async def step(words: Sequence[str]) -> stash_run.Step:
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                code = await self._spawn(sandbox, tuple(words), fd, None, out, err)
+                out.seek(0)
+                err.seek(0)
+                return stash_run.Step(code, out.read(), err.read())
+
+        return step
+
+    async def _spawn(self, sandbox: Sandbox, verdict_argv: tuple[str, ...], fd: int,
+                     stdin: int | None, out: IO[bytes], err: IO[bytes], *,
+                     bare: bool = False) -> int:
         scope = [f"--git-dir={sandbox.admin}", f"--work-tree={sandbox.worktree}"]
+        if bare:
+            # No work tree, and the main checkout (out of the sandbox's reach) as the
+            # folder: relative remote paths resolve as in the user's own checkout.
+            scope = ["-c", "core.bare=true", f"--git-dir={sandbox.admin}"]
         argv = [self.git, *git.argv(*scope, *verdict_argv)[1:]]
         # The child's cwd is the directory `open_inside` opened, named through the fd:
         # the kernel resolves /proc/self/fd/N to that very directory, not by re-walking a
         # path the sandbox could have changed since. pass_fds keeps N open in the child
         # until its chdir (on Linux the daemon's host; other hosts fchdir before exec).
-        if sys.platform == "linux":
-            where: dict[str, object] = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
+        if bare:
+            where: dict[str, object] = {"cwd": sandbox.repo}
+        elif sys.platform == "linux":
+            where = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
         else:
             # Shortcoming: a preexec hook is not thread-safe; the daemon starts no threads.
             where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd,)}
-        source = stdin if stdin is not None else (
-            asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            # Shortcoming: hooks, once they run inside the sandbox, need the container
-            # thawed while they run; today host git runs no hooks at all.
-            async with self.freezer.frozen(f"locki-{sandbox.id}", self.project()):
-                if verdict_argv[:1] == ("mv",) and "--" in verdict_argv:
-                    _no_symlinks_on_the_way(fd, verdict_argv[verdict_argv.index("--") + 1:])
-                if verdict_argv[:1] and verdict_argv[0] in TOUCHES_WORKTREE:
-                    await self._tracked_folders_are_folders(sandbox, argv[:argv.index(
-                        verdict_argv[0])])
-                child = await asyncio.create_subprocess_exec(
-                    *[os.fsencode(a) for a in argv], stdin=source, stdout=out, stderr=err,
-                    env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
-                )
-                try:
-                    await asyncio.wait_for(child.communicate(data), GIT_SECONDS)
-                except TimeoutError:
-                    child.kill()
-                    await child.wait()
-                    err.write(f"locki: git ran over {GIT_SECONDS}s and was stopped\n".encode())
-                code = child.returncode if child.returncode is not None else 1
-            # Thawed: the client reads again. Output goes out in order, stream by stream.
-            for spool, stream in ((out, process.stdout), (err, process.stderr)):
-                spool.seek(0)
-                if verdict_argv[:1] in (("remote",), ("config",)):
-                    # URLs may carry a user's token (https://user:TOKEN@host/..., or
-                    # user:pass@host:path): cut every user-info part and query string.
-                    stream.write(redact(spool.read()))
-                while chunk := spool.read(1 << 16):
-                    stream.write(chunk)
-                    await stream.drain()
-        return code if code >= 0 else 128 - code
+        source = stdin if stdin is not None else asyncio.subprocess.DEVNULL
+        child = await asyncio.create_subprocess_exec(
+            *[os.fsencode(a) for a in argv], stdin=source, stdout=out, stderr=err,
+            env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
+        )
+        return await _finish(child, "git", err)
+
+
+async def _finish(child: asyncio.subprocess.Process, name: str, err: IO[bytes]) -> int:
+    """The child's exit code, once it ends or has run too long (then it is killed)."""
+    try:
+        await asyncio.wait_for(child.wait(), GIT_SECONDS)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        err.write(f"locki: {name} ran over {GIT_SECONDS}s and was stopped\n".encode())
+    return child.returncode if child.returncode is not None else 1
+
+
+async def _spawn_gh(argv: list[str], environment: dict[str, str], stdin: int | None,
+                    out: IO[bytes], err: IO[bytes]) -> int:
+    child = await asyncio.create_subprocess_exec(
+        *argv, stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=out, stderr=err, env=environment, cwd="/", start_new_session=True)
+    code = await _finish(child, "gh", err)
+    return code if code >= 0 else 128 - code
+
+
+async def _send(process: asyncssh.SSHServerProcess[bytes], words: tuple[str, ...],
+                out: IO[bytes], err: IO[bytes]) -> None:
+    for spool, stream in ((out, process.stdout), (err, process.stderr)):
+        spool.seek(0)
+        if words[:1] in (("remote",), ("config",), ("push",), ("fetch",), ("pull",)):
+            # URLs may carry a user's token (https://user:TOKEN@host/..., or
+            # user:pass@host:path): cut every user-info part and query string.
+            stream.write(redact(spool.read()))
+        while chunk := spool.read(1 << 16):
+            stream.write(chunk)
+            await stream.drain()
 
 
 _USERINFO = re.compile(rb"([a-zA-Z][a-zA-Z0-9+.-]*://)[^\n@]*@")
@@ -532,7 +650,7 @@ def redact(text: bytes) -> bytes:
 # Subcommands that read or write worktree files by path.
 TOUCHES_WORKTREE = frozenset({
     "add", "blame", "checkout", "cherry-pick", "commit", "diff", "grep", "ls-files", "merge",
-    "mv", "rebase", "reset", "restore", "revert", "rm", "status", "switch",
+    "mv", "pull", "rebase", "reset", "restore", "revert", "rm", "stash", "status", "switch",
 })
 PER_SANDBOX = 8  # concurrent commands of one sandbox: it cannot starve the others
 GIT_SECONDS = 600
@@ -588,6 +706,7 @@ def _wants_stdin(argv: Sequence[str]) -> bool:
     words = list(argv)
     for i, word in enumerate(words):
         if word in ("--stdin", "--file=-", "-F-", "-f-", "--pathspec-from-file=-",
+                    "--body-file=-",
                     "--parseopt") or word.startswith("--batch"):
             return True
         if word in ("-F", "-f", "--file") and words[i + 1:i + 2] == ["-"]:

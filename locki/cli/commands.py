@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from locki.bridge import client, policy, server
+from locki.bridge import client, gh, policy, server
+from locki.bridge import facts as bridge_facts
 from locki.cli import forwards, include, render
 from locki.cli.select import Chosen, choose, create
 from locki.core import activity, sandbox_exec
@@ -220,17 +221,20 @@ async def cmd_daemon_stop(paths: Paths) -> int:
 async def cmd_bridge_check(ctx: Context, *, match: str | None, cwd: Path | None,
                            argv: list[str]) -> int:
     """Evaluate the bridge policy for `argv` as the chosen sandbox would send it."""
-    if not argv or argv[0] != "git":
-        raise UsageError("give the command after `--`, starting with `git`",
-                         hint="locki bridge check -- git status")
+    if not argv or argv[0] not in ("git", "gh"):
+        raise UsageError("give the command after `--`, starting with `git` or `gh`",
+                         hint="locki bridge check -- git push -u")
     chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
     root = ctx.worktree(chosen.sandbox_id, chosen.spec)
     where = (cwd or root).absolute()
-    remotes = await hostgit.git(chosen.spec.repo, "remote", check=False)
-    caller = policy.Caller(sandbox_id=chosen.sandbox_id, worktree=root, cwd=where,
-                           remotes=frozenset(remotes.stdout.split()))
-    decision = policy.check_git(argv[1:], caller)
-    print(policy.explain(decision))
+    # The same repository facts the daemon gathers (remotes, HEAD, gh's repository),
+    # from local config only: nothing here reaches the network.
+    admin = hostgit.admin_dir(await hostgit.common_dir(chosen.spec.repo), root)
+    facts = await bridge_facts.gather(chosen.spec.repo, admin)
+    caller = facts.caller(chosen.sandbox_id, root, where)
+    check = gh.check_gh if argv[0] == "gh" else policy.check_git
+    decision = check(argv[1:], caller)
+    print(policy.explain(decision, program=argv[0]))
     return 0 if decision.allowed else 1
 
 

@@ -29,6 +29,8 @@ SAFE_CONFIG = (
     "diff.ignoreSubmodules=all",
     "protocol.ext.allow=never",
     "core.untrackedCache=false",
+    # pull --rebase runs rebase without --no-update-refs, which would move other branches.
+    "rebase.updateRefs=false",
 )
 
 

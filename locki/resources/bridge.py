@@ -8,7 +8,7 @@ After a container is created (from a template that holds no credential) and star
 - `/etc/locki/bridge/id` (0600), the sandbox's own private key;
 - `/etc/locki/bridge/ssh_config` and `known_hosts`, pinning the daemon's host key;
 - `/etc/locki/bridge/worktrees-root`, so the shim bridges only inside worktrees;
-- the shim `/usr/local/lib/locki/bin/git`, linked as `/usr/local/bin/git`. Debian and
+- the shims `/usr/local/lib/locki/bin/{git,locki,gh}`, linked into `/usr/local/bin/`. Debian and
   Fedora keep the real git in /usr/bin, and `/usr/local/bin` precedes `/usr/bin` in the
   PATH `incus exec` gives non-login commands as well as in login shells, so the link
   covers both; `/etc/profile.d/locki-bridge.sh` also puts the shim's folder first for
@@ -57,6 +57,8 @@ put /etc/tmpfiles.d/locki-bridge.conf "$6" 644
 ln -sf /usr/local/lib/locki/bin/git /usr/local/bin/git
 put /usr/local/lib/locki/bin/locki "$7" 755
 ln -sf /usr/local/lib/locki/bin/locki /usr/local/bin/locki
+put /usr/local/lib/locki/bin/gh "$7" 755
+ln -sf /usr/local/lib/locki/bin/gh /usr/local/bin/gh
 mkdir -p -m 700 /run/locki
 put "$d/stamp" "$8" 644
 """

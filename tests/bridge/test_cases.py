@@ -1,8 +1,9 @@
 """Runs the data-driven corpus in `cases/*.toml` through the policy.
 
 Each case gives `argv` and `allowed`, and at least one of `reason_contains` (for a
-denial) or `argv_out` (the exact normalised argv). Optional: `writes`, `writes_head`,
-`stdin_from` (relative to the worktree). A file that does not parse, or a case that
+denial) or `argv_out` (the exact normalised argv). Optional: `program` (`git`, the
+default, or `gh`), `writes`, `writes_head`, `pr_check`, `stdin_from` (relative to the
+worktree). A file that does not parse, or a case that
 expects nothing, fails rather than being skipped.
 """
 
@@ -15,12 +16,13 @@ from typing import Any
 
 import pytest
 
+from locki.bridge.gh import check_gh
 from locki.bridge.policy import check_git, explain
 from tests.bridge.support import CALLER, WORKTREE
 
 CASES = Path(__file__).parent / "cases"
 KEYS = {"name", "argv", "allowed", "reason_contains", "argv_out", "writes", "writes_head",
-        "stdin_from"}
+        "stdin_from", "program", "pr_check"}
 MIN_CASES = 150
 
 
@@ -60,16 +62,17 @@ def validate(case: Case) -> dict[str, Any]:
 @pytest.mark.parametrize("case", ALL, ids=[c.id for c in ALL])
 def test_case(case: Case) -> None:
     data = validate(case)
-    decision = check_git(data["argv"], CALLER)
+    check = {"git": check_git, "gh": check_gh}[data.get("program", "git")]
+    decision = check(data["argv"], CALLER)
 
     assert decision.allowed is data["allowed"], explain(decision)
     if "reason_contains" in data:
         assert data["reason_contains"] in decision.reason
     if "argv_out" in data:
         assert list(decision.argv) == data["argv_out"]
-    for key in ("writes", "writes_head"):
+    for key in ("writes", "writes_head", "pr_check"):
         if key in data:
-            assert getattr(decision, key) is data[key]
+            assert getattr(decision, key) == data[key]
     if "stdin_from" in data:
         assert decision.stdin_from == WORKTREE / data["stdin_from"]
     if not decision.allowed:

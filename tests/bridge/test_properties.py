@@ -12,7 +12,7 @@ SUBCOMMANDS = [
     "status", "log", "diff", "show", "commit", "switch", "checkout", "branch", "reset",
     "rebase", "merge", "cherry-pick", "revert", "add", "restore", "rm", "mv", "grep",
     "rev-parse", "config", "tag", "remote", "blame", "ls-tree", "cat-file", "stash",
-    "reflog", "push", "fetch", "submodule", "difftool", "archive", "-c", "-C", "--no-pager",
+    "reflog", "push", "fetch", "pull", "submodule", "difftool", "archive", "-c", "-C", "--no-pager",
 ]
 TOKENS = [
     "-c", "-C", "/", "--git-dir", "--git-dir=/x", "--work-tree=/", "--upload-pack=x",
@@ -26,7 +26,10 @@ TOKENS = [
     "-i", "-p", "--help", "-h", "-sC", "-qc", "--continue", "--abort", "--staged",
     "--source=main", "-A", "--format=%G?", "--format=%h", "--get", "--list", "user.name",
     "--sq-quote", "get-url", "origin", "list", "show", "-n", "3", "-5", "--no-update-refs",
-    "--update-refs", "--no-track", "--contains", "-r", "-S", "-L1,2:file.txt",
+    "--update-refs", "--no-track", "--contains", "-r", "-S", "-L1,2:file.txt", "-u",
+    "--force-with-lease", "--force-with-lease=main", "--mirror", "--tags", "--delete",
+    ":x#locki-abcd1234", ":main", "x#locki-abcd1234:main", "upstream", "https://e.x/r",
+    "push", "pop", "drop", "apply", "stash@{0}", "refs/stash@{0}", "--index", "--prune",
 ]
 GLOBAL_FORBIDDEN = ("--upload-pack", "--receive-pack", "--exec", "--git-dir", "--work-tree",
                     "--output", "--no-index")
@@ -61,6 +64,8 @@ def written_branches(argv: tuple[str, ...]) -> list[str]:
         named += words[:1] if creating else words
     if sub == "rebase":
         named += words[1:]
+    if sub == "push":  # every refspec after the remote: `[src]:dst`, dst written remotely
+        named += [w.split(":", 1)[-1].removeprefix("refs/heads/") for w in words[1:]]
     return named
 
 

@@ -28,7 +28,7 @@ import json, subprocess, sys
 cases = json.load(open(sys.argv[1]))
 out = []
 for case in cases:
-    done = subprocess.run(["git", *case["argv"]], cwd=case["cwd"], capture_output=True,
+    done = subprocess.run([case["program"], *case["argv"]], cwd=case["cwd"], capture_output=True,
                           input=b"msg from stdin\n", timeout=60)
     out.append({"rc": done.returncode, "err": done.stderr.decode(errors="replace")[:300]})
 json.dump(out, open(sys.argv[2], "w"))
@@ -73,6 +73,12 @@ def test_hostile_corpus_from_inside_changes_nothing_outside(
     markers = tmp_path / "markers"  # on the host only: no sandbox can write here
     markers.mkdir()
     _plant_traps(worktree, markers)
+    # The remotes tests/bridge/support.py's caller has: `mirror` fetches into local branches.
+    origin = git(repo, "remote", "get-url", "origin")
+    git(repo, "remote", "add", "upstream", origin)
+    git(repo, "remote", "add", "mirror", origin)
+    git(repo, "config", "--replace-all", "remote.mirror.fetch", "+refs/heads/*:refs/heads/*")
+    git(repo, "fetch", "-q", "upstream")  # allowed fetches may update upstream/* (unchanged)
     other_files = sorted(p.name for p in Path(other["worktree"]).iterdir())
 
     cases = []
@@ -83,17 +89,18 @@ def test_hostile_corpus_from_inside_changes_nothing_outside(
             if any("\0" in a for a in argv):
                 continue  # no process can pass a NUL in argv; the pure tests cover it
             cases.append({"name": f"{path.stem}: {case['name']}", "argv": argv,
-                          "allowed": case["allowed"], "cwd": str(worktree)})
+                          "allowed": case["allowed"], "cwd": str(worktree),
+                          "program": case.get("program", "git")})
     for sub in ("nested", "escape", "escape/etc"):
         for argv in (["status"], ["diff"], ["log", "-p", "-1"], ["add", "-A"],
                      ["commit", "-qam", "x"]):
             cases.append({"name": f"trap in {sub}: {argv}", "argv": argv, "allowed": False,
-                          "cwd": str(worktree / sub)})
+                          "cwd": str(worktree / sub), "program": "git"})
     for argv in (["switch", "-c", f"attrs#locki-{sid}"], ["add", ".gitattributes", "trap.sh"],
                  ["commit", "-qm", "with traps"], ["diff", "HEAD~1"],
                  ["log", "-p", "-2"], ["show"], ["status"]):
         cases.append({"name": f"attributes: {argv}", "argv": argv, "allowed": True,
-                      "cwd": str(worktree)})
+                      "cwd": str(worktree), "program": "git"})
     assert len(cases) >= 300
     before = _refs(repo, sid)
 
