@@ -23,7 +23,7 @@ from locki.core.errors import LockiError, RuntimeUnreachable, UsageError
 from locki.core.paths import Paths
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
-from locki.reconciler.converge import converge, preview
+from locki.reconciler.converge import after_vm, converge, preview
 from locki.reconciler.model import Plan
 from locki.reconciler.observe import observe
 from locki.resources import container, image, worktree
@@ -140,6 +140,7 @@ async def cmd_apply(ctx: Context, *, force: bool) -> int:
         if result.destructive and not force:
             force = confirm_destruction(result)
         await apply(ctx, desired, result, force=force)
+        result = await after_vm(ctx, result, force=force)
     print(result.summary().replace("Plan:", "Applied:") if result.changes
           else result.summary())
     return 0

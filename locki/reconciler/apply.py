@@ -22,7 +22,7 @@ from locki.core.paths import include_mount
 from locki.core.retry import retry_transient
 from locki.reconciler.context import Context
 from locki.reconciler.model import SYMBOL, Action, Plan
-from locki.resources import bridge, container, forward, image, project, worktree
+from locki.resources import bridge, container, forward, image, project, vm, worktree
 from locki.state.models import DesiredState, SandboxSpec
 
 log = structlog.get_logger("locki.reconciler.apply")
@@ -54,6 +54,20 @@ async def _image_source(ctx: Context, spec: SandboxSpec) -> str:
     return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache))
 
 
+async def _vm_step(ctx: Context, op: str) -> None:
+    limactl = ctx.limactl
+    assert limactl is not None, "a VM action is only planned for the Lima runtime"
+    spec = ctx.vm_spec
+    if op == "vm.replace":
+        await vm.delete(limactl, ctx.paths)
+    if op in ("vm.create", "vm.replace"):
+        await vm.create(limactl, ctx.paths, spec)
+    elif op == "vm.start":
+        await vm.start(limactl, spec)
+    else:
+        await vm.ensure_provisioned(limactl, spec)
+
+
 def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
           ) -> Callable[[], Awaitable[None]]:
     sid = action.sandbox
@@ -61,6 +75,8 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
 
     async def run() -> None:
         match action.op:
+            case "vm.create" | "vm.start" | "vm.provision" | "vm.replace":
+                await _vm_step(ctx, action.op)
             case "project.ensure":
                 await project.ensure(ctx.incus, ctx.project)
             case "bridge.daemon":

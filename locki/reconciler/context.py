@@ -6,12 +6,12 @@ import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from locki.core import lock, runtime
+from locki.core import lima, lock, runtime
 from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.core.incus import Incus
 from locki.core.paths import Paths
-from locki.resources import bridge, container, project
+from locki.resources import bridge, container, project, vm
 from locki.state.models import DesiredState, SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
 
@@ -58,8 +58,21 @@ class Context:
             installation_id=iid,
             storage_pool=self.config.incus.storage_pool,
             network=self.config.incus.network,
-            extra_devices=((bridge.DEVICE, tuple(bridge.profile_device(self.paths).items())),),
+            extra_devices=((bridge.DEVICE, tuple(bridge.profile_device(
+                self.paths, self.runtime.bridge_socket(self.paths)).items())),),
         )
+
+    @property
+    def limactl(self) -> lima.Limactl | None:
+        """The VM's `limactl`, or None when the runtime is the host's own Incus."""
+        return lima.Limactl(self.paths) if self.runtime.name == "lima" else None
+
+    @property
+    def vm_spec(self) -> vm.VmSpec:
+        size = self.config.vm
+        return vm.sized_from_host(self.paths, cpus=size.cpus, memory_gib=size.memory_gib,
+                                  disk_gib=size.disk_gib,
+                                  bridge_guest_socket=self.runtime.bridge_socket(self.paths))
 
     @property
     def incus(self) -> Incus:
@@ -124,7 +137,7 @@ def build(paths: Paths, *, runtime_flag: str | None = None) -> Context:
     config = load(paths.user_config, UserConfig)
     return Context(
         paths=paths,
-        runtime=runtime.choose(runtime_flag, config.runtime),
+        runtime=runtime.choose(runtime_flag, config.runtime, paths),
         state=StateFile(paths.desired_state, paths.private_runtime_dir() / "state.lock"),
         config=config,
     )

@@ -8,7 +8,7 @@ from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed, Plan
 from locki.reconciler.observe import observe
-from locki.reconciler.plan import plan
+from locki.reconciler.plan import VM, plan
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler")
@@ -34,4 +34,15 @@ async def converge(
     with ctx.writer():
         desired, _, result = await preview(ctx, scope=scope)
         await apply(ctx, desired, result, force=force)
-    return result
+        return await after_vm(ctx, result, scope=scope, force=force)
+
+
+async def after_vm(ctx: Context, result: Plan, *, scope: frozenset[str] | None = None,
+                   force: bool = False) -> Plan:
+    """What lives in the VM cannot be seen before the VM runs: once a pass changed the
+    VM, a second pass (under the same lock) plans and applies the rest."""
+    if not any(a.address == VM for a in result.changes):
+        return result
+    desired, _, second = await preview(ctx, scope=scope)
+    await apply(ctx, desired, second, force=force)
+    return Plan(result.changes + second.actions, second.unknown)

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.resources.vm import VmObs
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class Observed:
     # Per sandbox, the stamp a container with its current credential carries (None:
     # no credential issued yet).
     stamps: dict[str, str | None] = field(default_factory=dict)
+    # The Lima VM (None: the runtime is the host's Incus) and the config hash wanted.
+    vm: VmObs | None = None
+    vm_wanted: str = ""
+    vm_detail: str = ""  # the wanted size, for the plan's reason
 
     @property
     def runtime_known(self) -> bool:

@@ -17,14 +17,21 @@ from locki.bridge import client, server
 from locki.core.errors import LockiError, RuntimeUnreachable
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed
-from locki.resources import bridge, container, project, worktree
+from locki.resources import bridge, container, project, vm, worktree
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.resources.vm import VmObs
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler.observe")
 
 
-async def _runtime(ctx: Context) -> tuple[Health, str, ProjectObs, dict[str, ContainerObs]]:
+async def _runtime(ctx: Context, machine: VmObs | None
+                   ) -> tuple[Health, str, ProjectObs, dict[str, ContainerObs]]:
+    if machine is not None and (not machine.running or machine.pending):
+        # Incus lives in the VM: until it runs, provisioned, nothing in it can be seen.
+        why = (f"the VM waits for provisioning ({', '.join(machine.pending)})"
+               if machine.running else f"the VM is not running ({machine.reason})")
+        return Health.UNKNOWN, why, ProjectObs(Health.UNKNOWN, why), {}
     try:
         proj = await project.observe(ctx.incus, ctx.project)
         containers: dict[str, ContainerObs] = {}
@@ -64,8 +71,12 @@ async def observe(
         found = await worktree.observe(repo, expected, check_work=retiring)
         worktrees.update(found)
 
+    machine: list[VmObs | None] = []
+
     async def observe_runtime() -> None:
-        runtime.append(await _runtime(ctx))
+        limactl = ctx.limactl
+        machine.append(await vm.observe(limactl, ctx.vm_spec) if limactl else None)
+        runtime.append(await _runtime(ctx, machine[0]))
 
     daemon: list[str | None] = []
 
@@ -92,4 +103,12 @@ async def observe(
     return Observed(health, reason, proj, containers, worktrees, includes,
                     daemon=daemon[0] if daemon else None,
                     daemon_wanted=server.code_version() if live else "",
-                    stamps=stamps)
+                    stamps=stamps, vm=machine[0],
+                    vm_wanted=ctx.vm_spec.config_hash if machine[0] else "",
+                    vm_detail=_size(ctx) if machine[0] else "")
+
+
+def _size(ctx: Context) -> str:
+    spec = ctx.vm_spec
+    return (f"{spec.vm_type}, {spec.cpus} CPUs, {spec.memory_gib} GiB memory, "
+            f"{spec.disk_gib} GiB disk")

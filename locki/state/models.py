@@ -126,6 +126,14 @@ class IncusSettings(_Strict):
     storage_pool: str | None = Field(default=None, description="Pool for their root disks.")
 
 
+class VmSettings(_Strict):
+    """Size of the Lima VM (default: sized from the host). Changing it is VM drift."""
+
+    cpus: int | None = Field(default=None, ge=1, description="CPUs of the VM.")
+    memory_gib: int | None = Field(default=None, ge=1, description="Memory in GiB.")
+    disk_gib: int | None = Field(default=None, ge=10, description="Disk in GiB.")
+
+
 class UserConfig(_Strict):
     """The user's `config.toml`."""
 
@@ -135,6 +143,7 @@ class UserConfig(_Strict):
     image: str | None = Field(default=None, description="Default image for new sandboxes.")
     ai: AiSettings = Field(default_factory=AiSettings)
     incus: IncusSettings = Field(default_factory=IncusSettings)
+    vm: VmSettings = Field(default_factory=VmSettings)
 
 
 class RepoConfig(_Strict):
