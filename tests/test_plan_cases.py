@@ -16,6 +16,7 @@ import pytest
 from locki.reconciler.model import Kind, Observed
 from locki.reconciler.plan import plan
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
+from locki.resources.vm import VmObs
 from locki.state.models import DesiredState
 
 CASES = sorted((Path(__file__).parent / "cases" / "plan").glob("*/*.toml"))
@@ -56,7 +57,16 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
         daemon=data.get("daemon", "v1") or None,
         daemon_wanted="v1",
         stamps=data.get("stamps", {sid: "stamp" for sid in desired_ids}),
+        vm=_vm(data["vm"]) if "vm" in data else None,
+        vm_wanted="hash-now",
+        vm_detail="qemu, 2 CPUs, 4 GiB memory, 100 GiB disk",
     )
+
+
+def _vm(v: dict[str, Any]) -> VmObs:
+    """The Lima VM (cases without `[observed.vm]` use the host's Incus)."""
+    return VmObs(Health(v.get("health", "ok")), v.get("reason", "seen"), v.get("status"),
+                 v.get("config_hash", "hash-now"), tuple(v.get("pending", ())))
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])

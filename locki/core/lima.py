@@ -33,8 +33,10 @@ def limactl() -> str:
 
 
 def incus_socket(paths: Paths) -> Path:
-    """Where Lima forwards the VM's Incus socket on the host (see the VM config)."""
-    return paths.lima_home / INSTANCE / "sock" / "incus.sock"
+    """Where Lima forwards the VM's Incus socket on the host (see the VM config): in the
+    private runtime folder, beside the bridge's, because a socket path must stay short
+    (104 bytes on macOS) and LIMA_HOME can be deep."""
+    return paths.runtime_dir / "incus.sock"
 
 
 class Limactl:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 
+from locki.core.errors import LockiError
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed, Plan
@@ -43,6 +44,11 @@ async def after_vm(ctx: Context, result: Plan, *, scope: frozenset[str] | None =
     VM, a second pass (under the same lock) plans and applies the rest."""
     if not any(a.address == VM for a in result.changes):
         return result
-    desired, _, second = await preview(ctx, scope=scope)
+    desired, observed, second = await preview(ctx, scope=scope)
+    if not observed.runtime_known and observed.vm is not None and observed.vm.running:
+        raise LockiError(
+            f"the VM runs, but its Incus cannot be reached: {observed.runtime_reason}",
+            hint="run `locki doctor`",
+        )
     await apply(ctx, desired, second, force=force)
     return Plan(result.changes + second.actions, second.unknown)

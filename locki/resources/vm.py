@@ -72,6 +72,7 @@ class VmSpec:
     home: Path
     bridge_host_socket: Path
     bridge_guest_socket: str
+    incus_host_socket: Path
     cpus: int
     memory_gib: int
     disk_gib: int
@@ -100,7 +101,7 @@ class VmSpec:
             "containerd": {"system": False, "user": False},
             "ssh": {"loadDotSSHPubKeys": False, "forwardAgent": False},
             "portForwards": [
-                {"guestSocket": GUEST_INCUS_SOCKET, "hostSocket": "{{.Dir}}/sock/incus.sock"},
+                {"guestSocket": GUEST_INCUS_SOCKET, "hostSocket": str(self.incus_host_socket)},
                 {"guestSocket": self.bridge_guest_socket,
                  "hostSocket": str(self.bridge_host_socket), "reverse": True},
             ],
@@ -143,6 +144,7 @@ def sized_from_host(paths: Paths, *, cpus: int | None = None, memory_gib: int | 
         home=paths.home,
         bridge_host_socket=paths.runtime_dir / "bridge.sock",
         bridge_guest_socket=bridge_guest_socket,
+        incus_host_socket=lima.incus_socket(paths),
         cpus=cpus or max(2, (os.cpu_count() or 2) // 2),
         memory_gib=memory_gib or max(2, _host_memory() // GIB // 2),
         disk_gib=disk_gib or max(20, min(100, total_gib // 2)),
@@ -247,11 +249,13 @@ class VmObs:
         return self.status == "Running"
 
 
+READ_MARKERS = (f'cd {MARKERS} 2>/dev/null || exit 0; for f in *; do [ -f "$f" ] && '
+                'printf "%s %s\\n" "$f" "$(cat "$f")"; done; true')
+
+
 async def markers(limactl: lima.Limactl) -> dict[str, str]:
     """step -> version of the markers in the running VM."""
-    script = f'cd {MARKERS} 2>/dev/null || exit 0; for f in *; do [ -f "$f" ] && ' \
-             'printf "%s %s\\n" "$f" "$(cat "$f")"; done; true'
-    result = await limactl.shell("sh", "-c", script)
+    result = await limactl.shell("sh", "-c", READ_MARKERS)
     found = {}
     for line in result.stdout.splitlines():
         name, _, version = line.partition(" ")

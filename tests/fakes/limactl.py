@@ -14,6 +14,8 @@ symlinks: `guestSocket -> hostSocket` (reverse) or `hostSocket -> guestSocket`. 
 guest has passwordless `sudo`, as Lima's has (a shim on the guest PATH).
 Provisioning scripts (`mode: system`) run at every `start`, as Lima runs them at boot;
 a failing one leaves the instance running but degraded, and `start` exits 1.
+`delete` also deletes the Incus project of the locki installation the LIMA_HOME belongs
+to, as the VM's disk would take it along.
 Each call is recorded in `$LIMA_HOME/_fake/calls.jsonl` (Lima ignores `_`-folders).
 Not emulated: QEMU itself (no `qemu-system-*` is required), downloads of `images`,
 `base` templates (refused: locki must not use them), `copy`, interactive shells.
@@ -356,8 +358,27 @@ def cmd_delete(args: list[str]) -> None:
             if not force:
                 fatal('expected status "Stopped", got "Running" (Hint: try --force)')
             forwards(name, load(name), False)
+        wipe_guest_incus()
         shutil.rmtree(inst_dir(name))
         log("info", f'Deleted "{name}" ({str(inst_dir(name))!r})')
+
+
+def wipe_guest_incus() -> None:
+    """What goes with a real VM's disk: the Incus project of the locki installation this
+    LIMA_HOME belongs to (found from the same environment). Nothing else on the host's
+    daemon is touched."""
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share")
+    id_file = data / "locki" / "installation-id"
+    if not id_file.exists():
+        return
+    project = f"locki-{id_file.read_text().strip()}"
+    incus = ["incus", "--project", project]
+    names = subprocess.run([*incus, "list", "-f", "csv", "-c", "n"], capture_output=True,
+                           text=True).stdout.split()
+    for instance in names:
+        subprocess.run([*incus, "delete", "--force", instance], capture_output=True)
+    subprocess.run([*incus, "profile", "delete", "locki"], capture_output=True)
+    subprocess.run(["incus", "project", "delete", project], capture_output=True)
 
 
 def cmd_shell(args: list[str]) -> None:
