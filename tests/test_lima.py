@@ -188,3 +188,12 @@ def test_lima_runtime_reaches_incus_through_the_forwarded_socket(
     assert prefix[:3] == ["env", f"INCUS_SOCKET={paths.runtime_dir}/incus.sock",
                           f"INCUS_CONF={paths.lima_home}/incus-client"]
     assert chosen.bridge_socket(paths) == f"/run/user/{os.getuid()}/locki-bridge.sock"
+
+
+def test_without_a_host_incus_client_every_call_goes_through_limactl_shell(
+        home: Path, fake_limactl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(fake_limactl.parent))  # limactl only: no `incus` here
+    paths = Paths.from_env()
+    prefix = runtime.choose(None, None).incus_prefix()
+    assert prefix == ["env", f"LIMA_HOME={paths.lima_home}", str(fake_limactl), "shell",
+                      "--workdir", "/", "locki", "--", "incus"]

@@ -66,7 +66,8 @@ def _observed(data: dict[str, Any], desired_ids: set[str]) -> Observed:
 def _vm(v: dict[str, Any]) -> VmObs:
     """The Lima VM (cases without `[observed.vm]` use the host's Incus)."""
     return VmObs(Health(v.get("health", "ok")), v.get("reason", "seen"), v.get("status"),
-                 v.get("config_hash", "hash-now"), tuple(v.get("pending", ())))
+                 v.get("config_hash", "hash-now"), tuple(v.get("pending", ())),
+                 drift=tuple(v.get("drift", ())))
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])

@@ -110,7 +110,7 @@ async def cmd_list(ctx: Context, *, as_json: bool) -> int:
     if not observed.runtime_known:
         raise RuntimeUnreachable(
             f"sandbox states are unknown: {observed.runtime_reason}",
-            hint="check the runtime with `incus info`",
+            hint="run `locki doctor`",
         )
     return 0
 

@@ -56,9 +56,11 @@ def _vm(observed: Observed) -> Action:
         return Action(VM, Kind.NOOP, "vm.create",
                       f"cannot use: {machine.reason}; `locki vm delete`, then `locki apply`")
     if machine.config_hash != observed.vm_wanted:
+        changed = "; ".join(machine.drift) or \
+            f"hash `{machine.config_hash}` -> `{observed.vm_wanted}`"
         return Action(VM, Kind.REPLACE, "vm.replace",
-                      f"its config changed (`{machine.config_hash}` -> `{observed.vm_wanted}`, "
-                      f"{observed.vm_detail}): the VM and the containers in it are rebuilt; "
+                      f"its config changed ({changed}; now {observed.vm_detail}): the VM and "
+                      "the containers in it are rebuilt; "
                       "worktrees, the shared home and the desired state stay",
                       destructive=True)
     if not machine.running:

@@ -161,7 +161,7 @@ def provision_steps(spec: VmSpec) -> list[Step]:
         Step("packages", "command -v incus",
              "export DEBIAN_FRONTEND=noninteractive\n    apt-get update -q\n"
              "    apt-get install -y -q --no-install-recommends incus-base incus-client "
-             "dnsmasq-base btrfs-progs"),
+             "dnsmasq-base btrfs-progs acl"),
     ]
     if spec.uid != 0:
         # raw.idmap maps the host user (the Lima user has the same uid) onto each
@@ -192,10 +192,13 @@ def provision_steps(spec: VmSpec) -> list[Step]:
              f"{incus} profile device add default root disk path=/ pool={VM_POOL} || true\n"
              f"    {incus} profile device add default eth0 nic network={VM_BRIDGE} name=eth0"
              " || true"),
-        # Lima forwards the Incus socket as the Lima user: it must be allowed in.
+        # Lima forwards the Incus socket as the Lima user: it must be allowed in. The
+        # group counts from its next login; Lima's SSH master session is older, so an
+        # ACL on the socket lets that one in until the VM next boots.
         Step("access",
              '[ "$(id -u "$LOCKI_USER")" = 0 ] || id -nG "$LOCKI_USER" | grep -qw incus-admin',
-             'usermod -aG incus-admin "$LOCKI_USER"'),
+             'usermod -aG incus-admin "$LOCKI_USER"\n'
+             f'    setfacl -m "u:$LOCKI_USER:rw" {GUEST_INCUS_SOCKET} || true'),
     ]
     return steps
 
@@ -243,10 +246,37 @@ class VmObs:
     config_hash: str | None = None
     pending: tuple[str, ...] = ()  # provisioning steps not done (when running)
     info: dict[str, Any] = field(default_factory=dict)
+    drift: tuple[str, ...] = ()  # what differs from the wanted config, when it does
 
     @property
     def running(self) -> bool:
         return self.status == "Running"
+
+
+_COMPARED = ("vmType", "arch", "cpus", "memory", "disk", "mountType")
+
+
+def drift(spec: VmSpec, have: Any) -> tuple[str, ...]:
+    """What differs between the config the VM was built from (`config` in its listing)
+    and the wanted one. Lima fills in its defaults there, so only what locki sets is
+    compared, and of lists only the fields locki writes."""
+    if not isinstance(have, dict):
+        return ()
+    want = spec.config()
+    found = [f"{key} {have.get(key)} -> {want[key]}" for key in _COMPARED
+             if have.get(key) != want[key]]
+
+    def rows(config: dict[str, Any], key: str, fields: tuple[str, ...]) -> list[Any]:
+        return [tuple(item.get(f) for f in fields) for item in config.get(key) or []
+                if isinstance(item, dict)]
+
+    for key, fields in (("mounts", ("location", "mountPoint", "writable")),
+                        ("portForwards", ("guestSocket", "hostSocket", "reverse"))):
+        if rows(have, key, fields) != rows(want, key, fields):
+            found.append(key)
+    if rows(have, "provision", ("script",)) != rows(want, "provision", ("script",)):
+        found.append("provisioning script")
+    return tuple(found)
 
 
 READ_MARKERS = (f'cd {MARKERS} 2>/dev/null || exit 0; for f in *; do [ -f "$f" ] && '
@@ -290,7 +320,8 @@ async def observe(limactl: lima.Limactl, spec: VmSpec) -> VmObs:
         except LockiError as exc:
             return VmObs(Health.UNKNOWN, f"cannot read its provisioning: {exc.message}",
                          status, have, info=entry)
-    return VmObs(Health.OK, status.lower(), status, have, pending, info=entry)
+    return VmObs(Health.OK, status.lower(), status, have, pending, info=entry,
+                 drift=drift(spec, entry.get("config")) if have != spec.config_hash else ())
 
 
 def _write_config(paths: Paths, spec: VmSpec) -> Path:

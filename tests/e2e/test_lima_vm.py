@@ -106,7 +106,8 @@ def test_config_drift_is_a_replace_that_needs_force(lima_locki: Locki, repo: Pat
     assert shown.returncode == 0, shown.stderr
     vm_action = json.loads(shown.stdout)["actions"][0]
     assert vm_action["address"] == "vm" and vm_action["action"] == "replace"
-    assert vm_action["destructive"] and "3 CPUs" in vm_action["reason"]
+    cpus = _instance(lima_locki)["cpus"]  # type: ignore[index]
+    assert vm_action["destructive"] and f"cpus {cpus} -> 3" in vm_action["reason"]
 
     refused = lima_locki("apply", cwd=repo)
     assert refused.returncode == 1 and "would destroy work" in refused.stderr

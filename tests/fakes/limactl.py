@@ -49,6 +49,7 @@ FORWARD_KEYS = {"guestIP", "guestIPMustBeZero", "guestPort", "guestPortRange", "
 PROVISION_MODES = {"system", "user", "boot", "dependency", "ansible", "data"}
 UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
 GUEST_STATE = "/var/lib/locki"
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def log(level: str, msg: str) -> None:
@@ -215,7 +216,8 @@ def in_guest(name: str, argv: list[str], *, cwd: str | None = None,
     state_dir = inst_dir(name) / "guest" / "var-lib-locki"
     state_dir.mkdir(parents=True, exist_ok=True)
     Path(GUEST_STATE).mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PATH": f"{guest_bin(name)}:{os.environ.get('PATH', '')}"}
+    # The guest's own PATH, as a Debian guest has it: nothing of the caller's.
+    env = {**os.environ, "PATH": f"{guest_bin(name)}:{GUEST_PATH}"}
     wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                'mount --bind "$0" "$1" && shift && exec "$@"', str(state_dir), GUEST_STATE,
                *argv]
