@@ -197,3 +197,16 @@ def test_without_a_host_incus_client_every_call_goes_through_limactl_shell(
     prefix = runtime.choose(None, None).incus_prefix()
     assert prefix == ["env", f"LIMA_HOME={paths.lima_home}", str(fake_limactl), "shell",
                       "--workdir", "/", "locki", "--", "incus"]
+
+
+def test_on_a_mac_the_vm_is_vz_with_virtiofs(home: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    from locki.core import lima
+
+    monkeypatch.setattr(lima, "host_os", lambda: "Darwin")
+    monkeypatch.setattr(vm.platform, "machine", lambda: "arm64")
+    config = _spec(home).config()
+    assert (config["vmType"], config["mountType"], config["arch"]) == (
+        "vz", "virtiofs", "aarch64")
+    assert config["images"] == [{"location": vm.IMAGES["aarch64"], "arch": "aarch64"}]
+    assert len(config["mounts"]) == 2

@@ -209,3 +209,29 @@ def test_doctor_names_what_blocks_each_runtime(lima_locki: Locki, repo: Path) ->
     blocked = lima_locki("list", cwd=repo, extra_env={"PATH": path})
     assert blocked.returncode == 1 and "`limactl` on PATH" in blocked.stderr
     assert incus("project", "list", "-f", "csv").returncode == 0
+
+
+def test_without_an_incus_client_on_the_host_calls_go_through_limactl_shell(
+        lima_locki: Locki, repo: Path, tmp_path: Path) -> None:
+    """A Mac usually has no `incus` client: every Incus call then runs in the VM."""
+    import shutil
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("git", "env", "sh", "bash", "unshare", "ssh", "cat", "id"):
+        found = shutil.which(name)
+        assert found, name
+        (tools / name).symlink_to(found)
+    fake_bin = next(p for p in lima_locki.env["PATH"].split(":") if p.endswith("fake-bin"))
+    path = {"PATH": f"{fake_bin}:{tools}"}
+    made = lima_locki("new", "--json", cwd=repo, extra_env=path)
+    assert made.returncode == 0, made.stderr
+    sid = json.loads(made.stdout)["id"]
+    through = [c for c in _calls(lima_locki) if "incus" in c]
+    assert through and all(c[:5] == ["shell", "--workdir", "/", "locki", "--"] and
+                           c[5] == "incus" for c in through)
+    assert any("create" in c for c in through)  # the container, made inside the VM
+    ran = lima_locki("x", "-m", sid, "--", "sh", "-c", "git status --short --branch",
+                     cwd=repo, extra_env=path)
+    assert ran.returncode == 0, ran.stderr
+    assert f"untitled#locki-{sid}" in ran.stdout
