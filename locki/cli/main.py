@@ -287,16 +287,17 @@ def vm_stop() -> int:
 
 
 @vm_app.command(name=["delete", "rm"])
-def vm_delete() -> int:
+def vm_delete(*, force: ForceOpt = False) -> int:
     """Delete the VM and the containers in it.
 
     Worktrees, the shared home, config.toml and the desired state are kept: the next
     `locki apply` builds the VM again from the current config and re-creates every
-    sandbox's container (what was installed inside a container is lost).
+    sandbox's container. What was installed inside the containers is lost, so with
+    sandboxes this asks on a terminal, or needs --force.
     """
     from locki.cli import vm
 
-    return _run(vm.cmd_delete)
+    return _run(lambda ctx: vm.cmd_delete(ctx, force=force))
 
 
 @app.command

@@ -8,6 +8,7 @@ re-creates their containers. Worktrees, the shared home and config live on the h
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from locki.core import lima
@@ -68,8 +69,28 @@ async def cmd_stop(ctx: Context) -> int:
     return 0
 
 
-async def cmd_delete(ctx: Context) -> int:
+def _confirmed(live: list[str]) -> bool:
+    """Ask on a terminal; without one, the answer is no."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print(f"Deleting the VM deletes the containers of {', '.join(live)} (what was installed "
+          "in them; worktrees stay). Type `yes` to go on: ", end="", file=sys.stderr,
+          flush=True)
+    return sys.stdin.readline().strip() == "yes"
+
+
+async def cmd_delete(ctx: Context, *, force: bool) -> int:
     limactl = _limactl(ctx)
+    live = sorted(sid for sid, spec in ctx.read_desired().sandbox.items()
+                  if spec.state != "removed")
+    exists = await limactl.instance() is not None
+    if exists and live and not force and not _confirmed(live):
+        raise LockiError(
+            f"deleting the VM deletes the containers of {len(live)} sandbox(es) "
+            f"({', '.join(live)}) and what was installed in them",
+            hint="their worktrees, the shared home and the desired state stay; "
+            "rerun with --force to delete it",
+        )
     with ctx.writer():
         deleted = await vm.delete(limactl, ctx.paths)
     if deleted:

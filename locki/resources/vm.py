@@ -136,6 +136,10 @@ def sized_from_host(paths: Paths, *, cpus: int | None = None, memory_gib: int | 
     """Half the host's CPUs and memory (at least 2 and 2 GiB), disk up to 100 GiB but at
     most half the host disk. Only stable host facts count: free space does not, or the
     config (and its hash) would change from one day to the next."""
+    # Shortcoming: the host ends of the two socket forwards live in the runtime folder,
+    # so a locki run with another XDG_RUNTIME_DIR (cron, `sudo -u`) sees VM drift; Lima
+    # cannot change forwards of an existing instance here. It can go once the sockets
+    # move to a fixed short path of their own.
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     fs = os.statvfs(paths.state_dir)
     total_gib = fs.f_blocks * fs.f_frsize // GIB

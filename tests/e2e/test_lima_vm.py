@@ -145,7 +145,10 @@ def test_vm_stop_and_delete_keep_the_work_and_apply_rebuilds(lima_locki: Locki,
     assert started.returncode == 0, started.stderr
     assert lima_locki.sandboxes(repo)[0]["state"] == "running"
 
-    deleted = lima_locki("vm", "delete", cwd=repo)
+    refused = lima_locki("vm", "delete", cwd=repo)
+    assert refused.returncode == 1 and sid in refused.stderr and "--force" in refused.stderr
+    assert _instance(lima_locki) is not None
+    deleted = lima_locki("vm", "delete", "--force", cwd=repo)
     assert deleted.returncode == 0 and "kept" in deleted.stdout
     assert _instance(lima_locki) is None
     assert lima_locki.containers() == []  # they lived in the VM (here: its project)
