@@ -210,3 +210,18 @@ def test_on_a_mac_the_vm_is_vz_with_virtiofs(home: Path, monkeypatch: pytest.Mon
         "vz", "virtiofs", "aarch64")
     assert config["images"] == [{"location": vm.IMAGES["aarch64"], "arch": "aarch64"}]
     assert len(config["mounts"]) == 2
+
+
+def test_doctor_refuses_a_lima_too_old_for_the_config(home: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    old = tmp_path / "old-bin" / "limactl"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 'limactl version 0.23.2'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{old.parent}:{os.environ['PATH']}")
+    assert run(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    limactl = next(c for c in report["checks"] if c["name"] == "limactl")
+    assert not limactl["ok"] and "upgrade Lima to 1.1.0" in limactl["fix"]

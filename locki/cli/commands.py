@@ -107,7 +107,7 @@ async def cmd_list(ctx: Context, *, as_json: bool) -> int:
         print(render.table(shown, columns))
     else:
         print("No sandboxes yet: `locki x` in a repository creates one.", file=sys.stderr)
-    if not observed.runtime_known:
+    if not observed.runtime_known and rows:
         raise RuntimeUnreachable(
             f"sandbox states are unknown: {observed.runtime_reason}",
             hint="run `locki doctor`",

@@ -7,6 +7,7 @@ blocks the chosen runtime, 0 otherwise (warnings included).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -85,7 +86,12 @@ async def _lima(paths: Paths, config: UserConfig) -> list[Check]:
     found = shutil.which("limactl")
     if found is None:
         return [Check("limactl", False, "not on PATH", lima.INSTALL_HINT)]
-    checks = [Check("limactl", True, f"{found} ({await _version([found, '--version'])})")]
+    version = await _version([found, "--version"])
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+    if numbers < lima.MINIMUM_VERSION:
+        return [Check("limactl", False, f"{found}: {version}",
+                      f"upgrade Lima to {'.'.join(map(str, lima.MINIMUM_VERSION))} or later")]
+    checks = [Check("limactl", True, f"{found} ({version})")]
     if lima.host_os() == "Linux":
         checks.append(_qemu())
     runner = runtime.LimaVM(paths)

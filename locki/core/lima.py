@@ -18,6 +18,7 @@ from locki.core.errors import CommandFailed, LockiError
 from locki.core.paths import Paths
 
 INSTANCE = "locki"
+MINIMUM_VERSION = (1, 1, 0)  # instance params (where the config hash is kept) came in 1.1
 INSTALL_HINT = (
     "install Lima (macOS: `brew install lima`; Linux: the release archive from "
     "https://lima-vm.io/docs/installation/ and QEMU), or on Linux choose the host's Incus "

@@ -89,7 +89,7 @@ class VmSpec:
         mounts = [{"location": str(path), "mountPoint": str(path), "writable": True}
                   for path in (self.worktrees, self.home)]
         return {
-            "minimumLimaVersion": "1.1.0",
+            "minimumLimaVersion": ".".join(map(str, lima.MINIMUM_VERSION)),
             "vmType": self.vm_type,
             "arch": self.arch,
             "images": [{"location": IMAGES[self.arch], "arch": self.arch}],

@@ -188,6 +188,8 @@ def test_unfinished_provisioning_steps_run_again(lima_locki: Locki, repo: Path) 
 
 
 def test_doctor_names_what_blocks_each_runtime(lima_locki: Locki, repo: Path) -> None:
+    empty = lima_locki("list", cwd=repo)  # no VM and no sandbox: nothing is unknown
+    assert empty.returncode == 0 and "No sandboxes yet" in empty.stderr
     checked = lima_locki("doctor", "--json", cwd=repo)
     report = json.loads(checked.stdout)
     by_name = {c["name"]: c for c in report["checks"]}
