@@ -225,3 +225,27 @@ def test_doctor_refuses_a_lima_too_old_for_the_config(home: Path, tmp_path: Path
     report = json.loads(capsys.readouterr().out)
     limactl = next(c for c in report["checks"] if c["name"] == "limactl")
     assert not limactl["ok"] and "upgrade Lima to 1.1.0" in limactl["fix"]
+
+
+def test_without_a_host_client_a_repo_archive_is_refused_clearly(
+        home: Path, tmp_path: Path, fake_limactl: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+
+    from locki.core.errors import LockiError
+    from locki.reconciler import apply, context
+    from locki.state.models import SandboxSpec
+
+    monkeypatch.setenv("PATH", f"{fake_limactl.parent}:/usr/bin:/bin")
+    monkeypatch.setattr(runtime.shutil, "which",
+                        lambda name: None if name == "incus" else str(fake_limactl))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "img.tar.gz").write_bytes(b"not really an image")
+    ctx = context.build(Paths.from_env())
+    spec = SandboxSpec(repo=tmp_path / "r", base="main", image="img.tar.gz")
+    with pytest.raises(LockiError) as caught:
+        anyio.run(apply._image_source, ctx, spec)
+    assert "does not see the repository" in caught.value.message
+    assert "brew install incus" in (caught.value.hint or "")
+    assert anyio.run(apply._image_source, ctx, spec.model_copy(update={"image": "alias"})) \
+        == "alias"

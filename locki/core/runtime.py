@@ -35,6 +35,10 @@ class Runtime(Protocol):
         """Where the Incus host (this machine, or the VM) reaches the bridge daemon."""
         ...
 
+    def client_on_host(self) -> bool:
+        """Whether the `incus` client runs here, so it can read (and upload) host files."""
+        ...
+
 
 def _incus_client() -> str:
     found = shutil.which("incus")
@@ -56,6 +60,9 @@ class HostIncus:
 
     def bridge_socket(self, paths: Paths) -> str:
         return str(paths.runtime_dir / BRIDGE_SOCKET)
+
+    def client_on_host(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ class LimaVM:
         # Lima forwards the host's socket here (a reverse socket forward, see the VM
         # config): the Lima user's runtime folder exists in the guest while Lima runs.
         return f"/run/user/{os.getuid()}/locki-{BRIDGE_SOCKET}"
+
+    def client_on_host(self) -> bool:
+        return shutil.which("incus") is not None
 
 
 def selected(flag: str | None, configured: str | None) -> str:

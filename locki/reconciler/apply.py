@@ -51,6 +51,15 @@ async def _image_source(ctx: Context, spec: SandboxSpec) -> str:
     resolved = image.resolve(spec.repo, spec.image)
     if isinstance(resolved, str):
         return resolved
+    if not ctx.runtime.client_on_host():
+        # Shortcoming: the VM's own client cannot read the repo (the VM sees only the
+        # worktrees root and the shared home). It can go once archives are copied in
+        # with `limactl copy` first.
+        raise LockiError(
+            f"the image archive `{resolved.label}` cannot be imported: without an `incus` "
+            "client on this host, Incus runs in the VM, which does not see the repository",
+            hint="install the Incus client on the host (macOS: brew install incus)",
+        )
     return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache))
 
 
