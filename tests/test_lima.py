@@ -188,6 +188,11 @@ def test_lima_runtime_reaches_incus_through_the_forwarded_socket(
     assert prefix[:3] == ["env", f"INCUS_SOCKET={paths.runtime_dir}/incus.sock",
                           f"INCUS_CONF={paths.lima_home}/incus-client"]
     assert chosen.bridge_socket(paths) == f"/run/user/{os.getuid()}/locki-bridge.sock"
+    from locki.cli import fast
+
+    lean = fast._client(paths, "lima")
+    assert lean is not None and lean[0][:3] == prefix[:3]  # the same socket and config
+    assert lean[1] == prefix[1].split("=", 1)[1] and Path(prefix[3]).name == lean[0][3]
 
 
 def test_without_a_host_incus_client_every_call_goes_through_limactl_shell(

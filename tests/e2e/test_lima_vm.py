@@ -93,6 +93,13 @@ def test_first_run_builds_the_vm_then_the_sandbox_in_it(lima_locki: Locki, repo:
     assert (worktree / "inside.txt").stat().st_uid == os.getuid()
     assert lima_locki("plan", "--detailed-exitcode", cwd=repo).returncode == 0
 
+    # A ready sandbox: `locki x` takes the lean path, straight through the forwarded
+    # socket, without a single `limactl` call.
+    before = len(_calls(lima_locki))
+    lean = lima_locki("x", "-m", sid, "--", "cat", "inside.txt", cwd=repo)
+    assert lean.returncode == 0 and lean.stdout == "made\n", lean.stderr
+    assert len(_calls(lima_locki)) == before
+
 
 def test_config_drift_is_a_replace_that_needs_force(lima_locki: Locki, repo: Path) -> None:
     made = lima_locki("new", "--json", cwd=repo)
