@@ -40,11 +40,25 @@ def _ensure_user() -> None:
             subprocess.run(["usermod", flag, f"{UID}-{UID}", "root"], check=True)
 
 
+def _as_user_ok(python: str) -> bool:
+    # Through a shell: it is how locki's own children (the bridge daemon) start it.
+    probe = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--init-groups", "sh", "-c",
+             '"$0" -c "import sys; print(sys.version_info[:2])"', python]
+    result = subprocess.run(probe, capture_output=True, text=True, cwd="/")
+    return result.returncode == 0 and result.stdout.strip() == str(sys.version_info[:2])
+
+
 def _interpreter(top: Path) -> Path:
-    """A Python the user may run: this venv's interpreter lives under /root (0700 here),
-    so a venv on the system Python that imports this venv's packages (and locki)."""
+    """A Python of this version the user may run, importing this venv's packages (and
+    locki). This venv's own interpreter may live where the user cannot reach (pyenv or
+    uv under /root); then a venv on the system's Python of the same version."""
+    base = next((p for p in (os.path.realpath(sys.executable), "/usr/bin/python3")
+                 if _as_user_ok(p)), None)
+    if base is None:
+        pytest.fail(f"no Python {sys.version_info[:2]} that uid {UID} may run: install the "
+                    "system's python3 of that version, or build .venv on it")
     venv = top / "py"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
     target = next(venv.glob("lib/python3*/site-packages"))
     (target / "locki-test.pth").write_text(f"import site; site.addsitedir({str(site)!r})\n")
@@ -67,7 +81,11 @@ class User:
         return result
 
     def locki(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return self.run(str(self.python), "-m", "locki", *args, cwd=cwd, check=False)
+        result = self.run(str(self.python), "-m", "locki", *args, cwd=cwd, check=False)
+        if result.returncode == 3 and "details in " in result.stderr:
+            report = Path(result.stderr.split("details in ", 1)[1].strip())
+            result.stderr += report.read_text()  # the traceback, for the failure message
+        return result
 
 
 @pytest.fixture
