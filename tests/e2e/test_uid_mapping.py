@@ -94,28 +94,33 @@ def user() -> Iterator[User]:
     # Under /tmp, not pytest's root-only folder: the user (and the containers' root,
     # which is this user) must be able to walk to the worktree.
     top = Path(tempfile.mkdtemp(prefix="locki-uid-"))
-    top.chmod(0o755)
     home = top / "home"
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8",
-           "LOCKI_RUNTIME": "incus", "LOCKI_IMAGE": IMAGE,
-           "XDG_RUNTIME_DIR": str(top / "run"), **GIT_ID}
-    for var, sub in {"XDG_CONFIG_HOME": ".config", "XDG_DATA_HOME": ".local/share",
-                     "XDG_STATE_HOME": ".local/state", "XDG_CACHE_HOME": ".cache"}.items():
-        env[var] = str(home / sub)
-    made = User(home, env, _interpreter(top))
-    home.mkdir()
-    os.chown(home, UID, UID)
-    made.run("mkdir", "-p", str(home / ".config"), str(home / ".local/share"),
-             str(home / ".local/state"), str(home / ".cache"), cwd=Path("/"))
-    user_config = home / ".gitconfig"
-    user_config.write_text("[user]\n\tname = Locki Test\n\temail = test@locki.invalid\n")
-    os.chown(user_config, UID, UID)
-    (top / "run").mkdir(mode=0o700)
-    os.chown(top / "run", UID, UID)
-    yield made
-    made.locki("daemon", "stop", cwd=Path("/"))
-    _delete_project(home / ".local/share/locki")
-    shutil.rmtree(top)
+    made: User | None = None
+    try:
+        top.chmod(0o755)
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8",
+               "LOCKI_RUNTIME": "incus", "LOCKI_IMAGE": IMAGE,
+               "XDG_RUNTIME_DIR": str(top / "run"), **GIT_ID}
+        for var, sub in {"XDG_CONFIG_HOME": ".config", "XDG_DATA_HOME": ".local/share",
+                         "XDG_STATE_HOME": ".local/state",
+                         "XDG_CACHE_HOME": ".cache"}.items():
+            env[var] = str(home / sub)
+        made = User(home, env, _interpreter(top))
+        home.mkdir()
+        os.chown(home, UID, UID)
+        made.run("mkdir", "-p", str(home / ".config"), str(home / ".local/share"),
+                 str(home / ".local/state"), str(home / ".cache"), cwd=Path("/"))
+        user_config = home / ".gitconfig"
+        user_config.write_text("[user]\n\tname = Locki Test\n\temail = test@locki.invalid\n")
+        os.chown(user_config, UID, UID)
+        (top / "run").mkdir(mode=0o700)
+        os.chown(top / "run", UID, UID)
+        yield made
+    finally:
+        if made is not None:
+            made.locki("daemon", "stop", cwd=Path("/"))
+        _delete_project(home / ".local/share/locki")
+        shutil.rmtree(top)
 
 
 def test_a_non_root_users_sandbox_writes_files_that_user_owns(user: User) -> None:
