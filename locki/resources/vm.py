@@ -161,15 +161,11 @@ def provision_steps(spec: VmSpec) -> list[Step]:
     """Install and initialise Incus in the VM. Every check is read-only, so a VM (or a
     host standing in for one) that already has a piece is left as it is."""
     incus = "incus --project default"
-    steps = [
-        Step("packages", "command -v incus",
-             "export DEBIAN_FRONTEND=noninteractive\n    apt-get update -q\n"
-             "    apt-get install -y -q --no-install-recommends incus-base incus-client "
-             "dnsmasq-base btrfs-progs acl"),
-    ]
+    steps = []
     if spec.uid != 0:
         # raw.idmap maps the host user (the Lima user has the same uid) onto each
-        # container's root; newuidmap allows that only for ids delegated to root.
+        # container's root; newuidmap allows that only for ids delegated to root. First,
+        # so the daemon starts with root's range in place.
         ids = f"root:{spec.uid}:1"
         steps.append(Step(
             "subids",
@@ -179,6 +175,10 @@ def provision_steps(spec: VmSpec) -> list[Step]:
             f"\n    usermod --add-subuids {spec.uid}-{spec.uid} "
             f"--add-subgids {spec.gid}-{spec.gid} root\n"
             "    systemctl try-restart incus.service || true"))
+    steps.append(Step("packages", "command -v incus",
+                      "export DEBIAN_FRONTEND=noninteractive\n    apt-get update -q\n"
+                      "    apt-get install -y -q --no-install-recommends incus-base "
+                      "incus-client dnsmasq-base btrfs-progs acl"))
     steps += [
         Step("daemon", "incus info",
              "systemctl enable --now incus.socket incus.service\n"
