@@ -18,6 +18,7 @@ from locki.cli.main import run
 from locki.core import runtime
 from locki.core.paths import Paths
 from locki.resources import container, vm
+from locki.resources.vm import provision
 
 
 def _spec(home: Path, **changes: object) -> vm.VmSpec:
@@ -94,7 +95,7 @@ def test_fake_limactl_accepts_the_config_and_refuses_what_lima_refuses(
 
 
 def _run_script(script: str, markers: Path) -> subprocess.CompletedProcess[str]:
-    text = script.replace(f"M={vm.MARKERS}", f"M={markers}")
+    text = script.replace(f"M={provision.MARKERS}", f"M={markers}")
     return subprocess.run(["bash", "-s"], input=text, capture_output=True, text=True,
                           env={**os.environ, "LOCKI_USER": "root"})
 
@@ -103,28 +104,28 @@ def test_provisioning_reruns_a_failed_step_and_only_what_follows(tmp_path: Path)
     runs = tmp_path / "runs"
     allow = tmp_path / "allow"
     steps = [
-        vm.Step("first", f"test -e {tmp_path}/first", f"echo first >> {runs}; "
+        provision.Step("first", f"test -e {tmp_path}/first", f"echo first >> {runs}; "
                 f"touch {tmp_path}/first"),
-        vm.Step("second", f"test -e {tmp_path}/second", f"echo second >> {runs}; "
+        provision.Step("second", f"test -e {tmp_path}/second", f"echo second >> {runs}; "
                 f"test -e {allow} && touch {tmp_path}/second"),
-        vm.Step("third", "true", f"echo third >> {runs}"),
+        provision.Step("third", "true", f"echo third >> {runs}"),
     ]
     markers = tmp_path / "markers"
-    failed = _run_script(vm.provision_script(steps), markers)
+    failed = _run_script(provision.provision_script(steps), markers)
     assert failed.returncode != 0
     assert sorted(p.name for p in markers.iterdir()) == ["first"]
     assert runs.read_text().split() == ["first", "second"]
 
     allow.touch()
-    done = _run_script(vm.provision_script(steps), markers)
+    done = _run_script(provision.provision_script(steps), markers)
     assert done.returncode == 0, done.stderr
     assert runs.read_text().split() == ["first", "second", "second"]  # first is not re-run
     assert "first: done" in done.stdout and "third: ok" in done.stdout
     assert {p.name: p.read_text().strip() for p in markers.iterdir()} == {
         s.name: s.version for s in steps}
 
-    changed = [steps[0], vm.Step("second", steps[1].check, steps[1].run + " # v2"), steps[2]]
-    again = _run_script(vm.provision_script(changed), markers)
+    changed = [steps[0], provision.Step("second", steps[1].check, steps[1].run + " # v2"), steps[2]]
+    again = _run_script(provision.provision_script(changed), markers)
     assert again.returncode == 0 and "second: ok" in again.stdout  # new version: checked again
     assert (markers / "second").read_text().strip() == changed[1].version
 
@@ -138,16 +139,17 @@ def _any_spec() -> vm.VmSpec:
 def test_pending_steps_are_the_missing_and_the_stale() -> None:
     spec = _any_spec()
     done = {s.name: s.version for s in spec.steps()}
-    assert vm.pending_steps(spec, done) == ()
-    assert vm.pending_steps(spec, {**done, "network": "old"}) == ("network",)
-    assert vm.pending_steps(spec, {k: v for k, v in done.items() if k != "storage"}) == (
-        "storage",)
+    steps = spec.steps()
+    assert provision.pending_steps(steps, done) == ()
+    assert provision.pending_steps(steps, {**done, "network": "old"}) == ("network",)
+    without = {k: v for k, v in done.items() if k != "storage"}
+    assert provision.pending_steps(steps, without) == ("storage",)
 
 
 def test_provisioning_never_lets_incus_choose_a_subnet() -> None:
-    script = vm.provision_script(_any_spec().steps())
+    script = provision.provision_script(_any_spec().steps())
     assert "incus admin init" not in script
-    assert f"network create {vm.VM_BRIDGE} ipv4.address={vm.VM_SUBNET}" in script
+    assert f"network create {provision.VM_BRIDGE} ipv4.address={provision.VM_SUBNET}" in script
     assert "btrfs" in script
     completed = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
     assert completed.returncode == 0, completed.stderr

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from locki.resources import vm
+from locki.resources.vm import provision
 from tests.e2e.conftest import Locki, incus
 
-READ = ["shell", "--workdir", "locki", "--", "sh", "-c", vm.READ_MARKERS]
+READ = ["shell", "--workdir", "locki", "--", "sh", "-c", provision.READ_MARKERS]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ the bridge daemon.
 The config's hash is stored on the instance as the Lima param `LockiConfigHash` (shown by
 `limactl list --json`): a VM built from another config is drift, planned as a replace
 that needs --force, never applied silently. Incus is installed and initialised inside
-by the provisioning script (`provision_script`): each step leaves a marker holding its
+by the provisioning script (`provision.py`): each step leaves a marker holding its
 own version, so a failed or changed step runs again at the next boot or apply while
 finished steps are skipped.
 """
@@ -32,18 +32,12 @@ from locki.core import lima
 from locki.core.errors import LockiError
 from locki.core.paths import Paths
 from locki.resources.model import Health
+from locki.resources.vm import provision
 
 log = structlog.get_logger("locki.resources.vm")
 
 GIB = 1024**3
 HASH_PARAM = "LockiConfigHash"
-MARKERS = "/var/lib/locki/provision"
-GUEST_INCUS_SOCKET = "/var/lib/incus/unix.socket"
-# Inside the VM only: the sandboxes' bridge and pool. The subnet is always explicit
-# (Incus's automatic choice probes the network and can pick a subnet in use).
-VM_BRIDGE = "lockibr0"
-VM_SUBNET = "10.210.77.1/24"
-VM_POOL = "default"
 # Debian 13 cloud images: Incus 6 is in its main suite.
 IMAGES = {
     "x86_64": "https://cloud.debian.org/images/cloud/trixie/latest/"
@@ -51,19 +45,6 @@ IMAGES = {
     "aarch64": "https://cloud.debian.org/images/cloud/trixie/latest/"
                "debian-13-genericcloud-arm64.qcow2",
 }
-
-
-@dataclass(frozen=True)
-class Step:
-    """One provisioning step: `check` succeeds when its work is already there."""
-
-    name: str
-    check: str
-    run: str
-
-    @property
-    def version(self) -> str:
-        return hashlib.sha256(f"{self.check}\0{self.run}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -81,8 +62,8 @@ class VmSpec:
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
 
-    def steps(self) -> list[Step]:
-        return provision_steps(self)
+    def steps(self) -> list[provision.Step]:
+        return provision.provision_steps(self.uid, self.gid, self.disk_gib)
 
     def config(self) -> dict[str, Any]:
         """The Lima config without its hash param (what the hash is taken of)."""
@@ -101,11 +82,12 @@ class VmSpec:
             "containerd": {"system": False, "user": False},
             "ssh": {"loadDotSSHPubKeys": False, "forwardAgent": False},
             "portForwards": [
-                {"guestSocket": GUEST_INCUS_SOCKET, "hostSocket": str(self.incus_host_socket)},
+                {"guestSocket": provision.GUEST_INCUS_SOCKET,
+                 "hostSocket": str(self.incus_host_socket)},
                 {"guestSocket": self.bridge_guest_socket,
                  "hostSocket": str(self.bridge_host_socket), "reverse": True},
             ],
-            "provision": [{"mode": "system", "script": provision_script(self.steps())}],
+            "provision": [{"mode": "system", "script": provision.provision_script(self.steps())}],
         }
 
     @property
@@ -157,91 +139,6 @@ def sized_from_host(paths: Paths, *, cpus: int | None = None, memory_gib: int | 
     )
 
 
-def provision_steps(spec: VmSpec) -> list[Step]:
-    """Install and initialise Incus in the VM. Every check is read-only, so a VM (or a
-    host standing in for one) that already has a piece is left as it is."""
-    incus = "incus --project default"
-    steps = []
-    if spec.uid != 0:
-        # raw.idmap maps the host user (the Lima user has the same uid) onto each
-        # container's root; newuidmap allows that only for ids delegated to root. First,
-        # so the daemon starts with root's range in place.
-        ids = f"root:{spec.uid}:1"
-        steps.append(Step(
-            "subids",
-            f"grep -qx {ids} /etc/subuid && grep -qx root:{spec.gid}:1 /etc/subgid "
-            "&& grep -q '^root:1000000:' /etc/subuid",
-            "usermod --add-subuids 1000000-1000999999 --add-subgids 1000000-1000999999 root"
-            f"\n    usermod --add-subuids {spec.uid}-{spec.uid} "
-            f"--add-subgids {spec.gid}-{spec.gid} root\n"
-            "    systemctl try-restart incus.service || true"))
-    steps.append(Step("packages", "command -v incus",
-                      "export DEBIAN_FRONTEND=noninteractive\n    apt-get update -q\n"
-                      "    apt-get install -y -q --no-install-recommends incus-base "
-                      "incus-client dnsmasq-base btrfs-progs acl"))
-    steps += [
-        Step("daemon", "incus info",
-             "systemctl enable --now incus.socket incus.service\n"
-             "    incus admin waitready --timeout=120"),
-        Step("storage", f"{incus} storage show {VM_POOL}",
-             "if grep -qw btrfs /proc/filesystems || modprobe btrfs; then\n"
-             f"        {incus} storage create {VM_POOL} btrfs size={spec.disk_gib * 6 // 10}GiB"
-             f"\n    else\n        {incus} storage create {VM_POOL} dir\n    fi"),
-        Step("network", f"{incus} network show {VM_BRIDGE}",
-             f"{incus} network create {VM_BRIDGE} ipv4.address={VM_SUBNET} ipv4.nat=true "
-             "ipv6.address=none"),
-        Step("profile",
-             f"{incus} profile device get default root pool && "
-             f"{incus} profile device get default eth0 network",
-             f"{incus} profile device add default root disk path=/ pool={VM_POOL} || true\n"
-             f"    {incus} profile device add default eth0 nic network={VM_BRIDGE} name=eth0"
-             " || true"),
-        # Lima forwards the Incus socket as the Lima user: it must be allowed in. The
-        # group counts from its next login; Lima's SSH master session is older, so an
-        # ACL on the socket lets that one in until the VM next boots.
-        Step("access",
-             '[ "$(id -u "$LOCKI_USER")" = 0 ] || id -nG "$LOCKI_USER" | grep -qw incus-admin',
-             'usermod -aG incus-admin "$LOCKI_USER"\n'
-             f'    setfacl -m "u:$LOCKI_USER:rw" {GUEST_INCUS_SOCKET} || true'),
-    ]
-    return steps
-
-
-_PRELUDE = """\
-#!/bin/bash
-# Written by locki. Each step leaves $M/<step> holding its version: a step whose marker
-# is missing or stale runs again (its check first: work already there is kept).
-set -eu -o pipefail
-M={markers}
-# Lima fills in its user here; a re-run through `limactl shell` passes LOCKI_USER.
-lima_user='{{{{.User}}}}'
-LOCKI_USER="${{LOCKI_USER:-$lima_user}}"
-mkdir -p "$M"
-step() {{
-    if [ "$(cat "$M/$1" 2>/dev/null || true)" = "$2" ]; then
-        echo "locki-provision: $1: done"
-        return 0
-    fi
-    if ! "check_$1" >/dev/null 2>&1; then
-        echo "locki-provision: $1: running"
-        "run_$1"
-        "check_$1" >/dev/null || {{ echo "locki-provision: $1: failed" >&2; exit 1; }}
-    fi
-    printf '%s\\n' "$2" > "$M/.$1.new" && mv -f "$M/.$1.new" "$M/$1"
-    echo "locki-provision: $1: ok"
-}}
-"""
-
-
-def provision_script(steps: list[Step]) -> str:
-    parts = [_PRELUDE.format(markers=MARKERS)]
-    for step in steps:
-        parts.append(f"check_{step.name}() {{\n    {step.check}\n}}\n"
-                     f"run_{step.name}() {{\n    {step.run}\n}}\n")
-    parts += [f"step {step.name} {step.version}\n" for step in steps]
-    return "".join(parts)
-
-
 @dataclass(frozen=True)
 class VmObs:
     health: Health
@@ -283,23 +180,15 @@ def drift(spec: VmSpec, have: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-READ_MARKERS = (f'cd {MARKERS} 2>/dev/null || exit 0; for f in *; do [ -f "$f" ] && '
-                'printf "%s %s\\n" "$f" "$(cat "$f")"; done; true')
-
-
 async def markers(limactl: lima.Limactl) -> dict[str, str]:
     """step -> version of the markers in the running VM."""
-    result = await limactl.shell("sh", "-c", READ_MARKERS)
+    result = await limactl.shell("sh", "-c", provision.READ_MARKERS)
     found = {}
     for line in result.stdout.splitlines():
         name, _, version = line.partition(" ")
         if name and version:
             found[name] = version.strip()
     return found
-
-
-def pending_steps(spec: VmSpec, done: dict[str, str]) -> tuple[str, ...]:
-    return tuple(s.name for s in spec.steps() if done.get(s.name) != s.version)
 
 
 async def observe(limactl: lima.Limactl, spec: VmSpec) -> VmObs:
@@ -320,7 +209,7 @@ async def observe(limactl: lima.Limactl, spec: VmSpec) -> VmObs:
     pending: tuple[str, ...] = ()
     if status == "Running":
         try:
-            pending = pending_steps(spec, await markers(limactl))
+            pending = provision.pending_steps(spec.steps(), await markers(limactl))
         except LockiError as exc:
             return VmObs(Health.UNKNOWN, f"cannot read its provisioning: {exc.message}",
                          status, have, info=entry)
@@ -364,10 +253,10 @@ async def start(limactl: lima.Limactl, spec: VmSpec) -> None:
 
 async def ensure_provisioned(limactl: lima.Limactl, spec: VmSpec) -> None:
     """Run the steps whose markers are missing or stale, in the running VM."""
-    pending = pending_steps(spec, await markers(limactl))
+    pending = provision.pending_steps(spec.steps(), await markers(limactl))
     if not pending:
         return
-    script = provision_script(spec.steps()).encode()
+    script = provision.provision_script(spec.steps()).encode()
     result = await limactl.shell(
         "sh", "-c", 'exec sudo LOCKI_USER="$(id -un)" bash -s', stdin=script, check=False)
     if not result.ok:
