@@ -27,6 +27,10 @@ log = structlog.get_logger("locki.reconciler.observe")
 
 async def _runtime(ctx: Context, machine: VmObs | None
                    ) -> tuple[Health, str, ProjectObs, dict[str, ContainerObs]]:
+    if machine is not None and machine.health is Health.MISSING:
+        # No VM, so nothing in it: known to be empty, not unknown (what a deleted VM
+        # held went with it). The plan creates the VM first and the rest after it.
+        return Health.OK, "no VM yet", ProjectObs(Health.MISSING, "no VM yet"), {}
     if machine is not None and (not machine.running or machine.pending):
         # Incus lives in the VM: until it runs, provisioned, nothing in it can be seen.
         why = (f"the VM waits for provisioning ({', '.join(machine.pending)})"

@@ -24,7 +24,7 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
     actions: list[Action] = []
     live = {sid: s for sid, s in desired.sandbox.items() if s.state != "removed"}
     if observed.vm is not None and (live or observed.vm.health is not Health.MISSING):
-        actions.append(_vm(observed))
+        actions.append(_vm(observed, needed=bool(desired.sandbox)))
     if live:
         actions.append(_project(observed))
         actions.append(_daemon(observed))
@@ -42,9 +42,9 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
     return Plan(tuple(actions), tuple(unknown))
 
 
-def _vm(observed: Observed) -> Action:
-    """The Lima VM: created, rebuilt on config drift (only with --force), started,
-    provisioned."""
+def _vm(observed: Observed, *, needed: bool) -> Action:
+    """The Lima VM: created, rebuilt on config drift (only with --force), started (while
+    some sandbox, even one being removed, needs it), provisioned."""
     machine = observed.vm
     assert machine is not None
     if machine.health is Health.UNKNOWN:
@@ -63,6 +63,8 @@ def _vm(observed: Observed) -> Action:
                       "the containers in it are rebuilt; "
                       "worktrees, the shared home and the desired state stay",
                       destructive=True)
+    if not machine.running and not needed:
+        return Action(VM, Kind.NOOP, "vm.start", f"{machine.reason}; no sandbox needs it")
     if not machine.running:
         return Action(VM, Kind.UPDATE, "vm.start", f"{machine.reason} -> running")
     if machine.pending:

@@ -171,6 +171,13 @@ def test_vm_stop_and_delete_keep_the_work_and_apply_rebuilds(lima_locki: Locki,
     ran = lima_locki("x", "-m", sid, "--", "git", "status", "--short", cwd=repo)
     assert ran.returncode == 0, ran.stderr
 
+    # Without a VM nothing is in it: removing a sandbox needs no VM and builds none.
+    assert lima_locki("vm", "delete", "--force", cwd=repo).returncode == 0
+    removed = lima_locki("remove", "-m", sid, cwd=repo)
+    assert removed.returncode == 0, removed.stderr
+    assert _instance(lima_locki) is None and not worktree.exists()
+    assert sid not in (lima_locki.config_dir / "sandboxes.toml").read_text()
+
 
 def test_unfinished_provisioning_steps_run_again(lima_locki: Locki, repo: Path) -> None:
     made = lima_locki("new", "--json", cwd=repo)
