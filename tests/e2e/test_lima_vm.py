@@ -139,6 +139,9 @@ def test_vm_stop_and_delete_keep_the_work_and_apply_rebuilds(lima_locki: Locki,
     sid = json.loads(made.stdout)["id"]
     worktree = Path(json.loads(made.stdout)["worktree"])
 
+    shown = lima_locki("vm", "status", cwd=repo)
+    assert shown.returncode == 0 and "VM `locki`: running (qemu, " in shown.stdout
+    assert "changed" not in shown.stdout and "provisioning" not in shown.stdout
     assert lima_locki("vm", "stop", cwd=repo).returncode == 0
     status = lima_locki("vm", "status", "--json", cwd=repo)
     assert json.loads(status.stdout)["status"] == "stopped"
@@ -163,6 +166,8 @@ def test_vm_stop_and_delete_keep_the_work_and_apply_rebuilds(lima_locki: Locki,
     assert sid in (lima_locki.config_dir / "sandboxes.toml").read_text()
     gone = lima_locki("vm", "delete", cwd=repo)
     assert gone.returncode == 0 and "there was none" in gone.stdout
+    none = lima_locki("vm", "status", cwd=repo)
+    assert none.returncode == 0 and "no VM `locki` yet" in none.stdout
 
     rebuilt = lima_locki("apply", cwd=repo)
     assert rebuilt.returncode == 0, rebuilt.stderr
