@@ -109,3 +109,9 @@ def choose(flag: str | None, configured: str | None, paths: Paths | None = None)
         f"unknown runtime `{name}`", hint=f"choose one of: {', '.join(RUNTIMES)}"
     )
 
+
+
+def incus_api(paths: Paths, configured: str | None) -> str | None:
+    """The Incus API socket the runtime answers on, for code that speaks to it directly
+    (the bridge daemon's freezer): Lima's forwarded one, or None for the host's usual."""
+    return str(lima.incus_socket(paths)) if selected(None, configured) == "lima" else None

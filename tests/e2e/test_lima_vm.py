@@ -55,7 +55,9 @@ def _markers(locki: Locki) -> Path:
     return _lima_home(locki) / "locki" / "guest" / "var-lib-locki" / "provision"
 
 
-def test_first_run_builds_the_vm_then_the_sandbox_in_it(lima_locki: Locki, repo: Path) -> None:
+def test_first_run_builds_the_vm_then_the_sandbox_in_it(lima_locki: Locki, repo: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
     made = lima_locki("new", "--json", cwd=repo)
     assert made.returncode == 0, made.stderr
     sid = json.loads(made.stdout)["id"]
@@ -92,6 +94,24 @@ def test_first_run_builds_the_vm_then_the_sandbox_in_it(lima_locki: Locki, repo:
     assert f"untitled#locki-{sid}" in ran.stdout
     assert (worktree / "inside.txt").stat().st_uid == os.getuid()
     assert lima_locki("plan", "--detailed-exitcode", cwd=repo).returncode == 0
+
+    # The daemon's freezer speaks to the VM's Incus through the forwarded socket (on a
+    # Mac there is no cgroup of the container to write on the host).
+    import asyncio
+
+    from locki.bridge import freeze
+    from locki.core import runtime
+    from locki.core.paths import Paths
+
+    paths = Paths.from_env()
+    socket = runtime.incus_api(paths, None)
+    assert socket == str(Path(lima_locki.env["XDG_RUNTIME_DIR"]) / "locki" / "incus.sock")
+    monkeypatch.setattr(freeze, "_cgroup", lambda name, project: None)
+    asyncio.run(freeze._state(f"locki-{sid}", lima_locki.project, "freeze", socket))
+    assert lima_locki.containers()[0]["status"] == "Frozen"
+    asyncio.run(freeze._state(f"locki-{sid}", lima_locki.project, "unfreeze", socket))
+    assert lima_locki.containers()[0]["status"] == "Running"
+    assert runtime.incus_api(paths, "incus") is None
 
     # A ready sandbox: `locki x` takes the lean path, straight through the forwarded
     # socket, without a single `limactl` call.
