@@ -47,7 +47,8 @@ apt_mirror() {
 }
 
 install_packages() {
-    local want=(incus-base incus-client dnsmasq-base debootstrap zstd btrfs-progs git) missing=()
+    # python3-venv: the uid-mapping test builds a venv a non-root user may run.
+    local want=(incus-base incus-client dnsmasq-base debootstrap zstd btrfs-progs git python3-venv) missing=()
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
     done

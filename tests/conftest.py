@@ -73,3 +73,18 @@ def repo(tmp_path: Path, home: Path) -> Path:
     clone.parent.mkdir()
     git(tmp_path, "clone", "-q", str(origin), str(clone))
     return clone
+
+
+@pytest.fixture
+def fake_limactl(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The fake `limactl` first on PATH; its VM is deleted afterwards."""
+    from tests.fakes import install_limactl
+
+    bin_dir = tmp_path / "fake-bin"
+    limactl = install_limactl(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    yield limactl
+    lima_home = home / ".local/state/locki/lima"
+    if (lima_home / "locki").exists():
+        subprocess.run([str(limactl), "delete", "--force", "locki"], check=False,
+                       env={**os.environ, "LIMA_HOME": str(lima_home)}, capture_output=True)

@@ -20,6 +20,7 @@ from locki.reconciler.plan import plan
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
 from locki.resources.provision import Step, Want
 from locki.resources.template import TemplateObs
+from locki.resources.vm import VmObs
 from locki.state.models import DesiredState
 
 CASES = sorted((Path(__file__).parent / "cases" / "plan").glob("*/*.toml"))
@@ -69,6 +70,9 @@ def _observed(data: dict[str, Any], desired_ids: set[str], live: set[str]) -> Ob
         templates=templates,
         wants=wants,
         want_problems=data.get("want_problems", {}),
+        vm=_vm(data["vm"]) if "vm" in data else None,
+        vm_wanted="hash-now",
+        vm_detail="qemu, 2 CPUs, 4 GiB memory, 100 GiB disk",
     )
 
 
@@ -107,6 +111,13 @@ def _template(key: str, t: dict[str, Any]) -> TemplateObs:
     steps = t.get("steps", {"a": "1", "b": "1"} if t.get("ready") else {})
     return TemplateObs(key, f"locki-template-{key}", t.get("status", "stopped"),
                        ready=t.get("ready", False), steps=steps)
+
+
+def _vm(v: dict[str, Any]) -> VmObs:
+    """The Lima VM (cases without `[observed.vm]` use the host's Incus)."""
+    return VmObs(Health(v.get("health", "ok")), v.get("reason", "seen"), v.get("status"),
+                 v.get("config_hash", "hash-now"), tuple(v.get("pending", ())),
+                 drift=tuple(v.get("drift", ())))
 
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])

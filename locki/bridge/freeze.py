@@ -22,10 +22,10 @@ from locki.core.errors import LockiError
 from locki.core.files import incus_socket
 
 
-async def _request(method: str, path: str, body: dict[str, Any] | None = None
-                   ) -> dict[str, Any]:
+async def _request(method: str, path: str, body: dict[str, Any] | None = None,
+                   *, socket: str | None = None) -> dict[str, Any]:
     """One HTTP/1.0 request to the Incus API on its unix socket."""
-    reader, writer = await asyncio.open_unix_connection(incus_socket())
+    reader, writer = await asyncio.open_unix_connection(socket or incus_socket())
     try:
         data = json.dumps(body).encode() if body is not None else b""
         writer.write(f"{method} {path} HTTP/1.0\r\nHost: incus\r\n"
@@ -71,16 +71,16 @@ async def _cgroup_state(found: tuple[str, str, str, str], frozen: bool) -> None:
     raise LockiError(f"the container's freezer did not reach {want} (`{path}`)")
 
 
-async def _state(name: str, project: str, action: str) -> None:
+async def _state(name: str, project: str, action: str, socket: str | None) -> None:
     found = _cgroup(name, project)
     if found is not None:
         await _cgroup_state(found, action == "freeze")
         return
     answer = await _request("PUT", f"/1.0/instances/{name}/state?project={project}",
-                            {"action": action, "timeout": 30})
+                            {"action": action, "timeout": 30}, socket=socket)
     operation = answer.get("operation")
     if operation:
-        done = await _request("GET", f"{operation}/wait?timeout=30")
+        done = await _request("GET", f"{operation}/wait?timeout=30", socket=socket)
         meta = done.get("metadata") or {}
         if meta.get("status") != "Success":
             raise LockiError(f"could not {action} `{name}`: {meta.get('err') or meta}")
@@ -90,7 +90,8 @@ class Freezer:
     """Counted freezes: the first command of a sandbox freezes it, the last one thaws it,
     so concurrent commands of one sandbox never thaw it under each other."""
 
-    def __init__(self) -> None:
+    def __init__(self, socket: str | None = None) -> None:
+        self.socket = socket  # the Incus API (None: where the `incus` client looks)
         self._count: dict[str, int] = {}
         self._lock: dict[str, asyncio.Lock] = {}
 
@@ -99,7 +100,7 @@ class Freezer:
         lock = self._lock.setdefault(name, asyncio.Lock())
         async with lock:
             if not self._count.get(name):
-                await _state(name, project, "freeze")
+                await _state(name, project, "freeze", self.socket)
             self._count[name] = self._count.get(name, 0) + 1
         try:
             yield
@@ -110,4 +111,4 @@ class Freezer:
         async with lock:
             self._count[name] -= 1
             if not self._count[name]:
-                await _state(name, project, "unfreeze")
+                await _state(name, project, "unfreeze", self.socket)

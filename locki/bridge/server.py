@@ -44,11 +44,11 @@ from asyncssh.misc import TermModes, TermSize
 from locki.bridge import freeze, gh_run, keys, stash_run
 from locki.bridge.facts import RepoFacts, gather
 from locki.bridge.model import StashPlan
-from locki.core import activity, files, git
+from locki.core import activity, files, git, runtime
 from locki.core.errors import LockiError
 from locki.core.paths import Paths, include_mount
-from locki.state.models import SandboxSpec
-from locki.state.store import StateFile
+from locki.state.models import SandboxSpec, UserConfig
+from locki.state.store import StateFile, load
 
 PROTOCOL = "locki-bridge v1"
 PORT = 7022  # inside each container, on its own loopback (the Incus proxy device)
@@ -239,6 +239,14 @@ class Sandbox:
         return self, cwd
 
 
+def _configured_runtime(paths: Paths) -> str | None:
+    """`runtime` of config.toml (LOCKI_RUNTIME, which the daemon keeps, still wins)."""
+    try:
+        return load(paths.user_config, UserConfig).runtime
+    except LockiError:
+        return None  # the CLI reports a broken file; the daemon keeps serving
+
+
 class Bridge:
     """What every session shares: paths, the policy, the version, the stop signal."""
 
@@ -252,7 +260,7 @@ class Bridge:
         self._writers: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(max_processes)
         self._own_slots: dict[str, asyncio.Semaphore] = {}
-        self.freezer = freeze.Freezer()
+        self.freezer = freeze.Freezer(runtime.incus_api(paths, _configured_runtime(paths)))
         found = shutil.which("git", path=git.host_env().get("PATH"))
         if found is None:
             raise LockiError("`git` is not on the daemon's PATH", hint="install git")

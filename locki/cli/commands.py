@@ -24,7 +24,7 @@ from locki.core.errors import LockiError, RuntimeUnreachable, UsageError
 from locki.core.paths import Paths
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
-from locki.reconciler.converge import converge, preview
+from locki.reconciler.converge import after_vm, converge, preview
 from locki.reconciler.model import Plan
 from locki.reconciler.observe import observe
 from locki.resources import container, image, worktree
@@ -115,10 +115,10 @@ async def cmd_list(ctx: Context, *, as_json: bool) -> int:
         print(render.table(shown, columns))
     else:
         print("No sandboxes yet: `locki x` in a repository creates one.", file=sys.stderr)
-    if not observed.runtime_known:
+    if not observed.runtime_known and rows:
         raise RuntimeUnreachable(
             f"sandbox states are unknown: {observed.runtime_reason}",
-            hint="check the runtime with `incus info`",
+            hint="run `locki doctor`",
         )
     return 0
 
@@ -148,6 +148,7 @@ async def cmd_apply(ctx: Context, *, force: bool) -> int:
         if result.destructive and not force:
             force = confirm_destruction(result)
         await apply(ctx, desired, result, force=force)
+        result = await after_vm(ctx, result, force=force)
     print(result.summary().replace("Plan:", "Applied:") if result.changes
           else result.summary())
     return 0

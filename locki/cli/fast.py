@@ -3,7 +3,8 @@
 Agents call `locki x` hundreds of times a session, so when the chosen sandbox is already
 converged (desired running, container running with the right image and worktree mount),
 locki goes straight to `incus exec` using the standard library only: one read of the
-desired state and one request on the Incus socket. Anything unusual — another runtime,
+desired state and one request on the Incus socket (the host's, or the one Lima forwards
+from the VM). Anything unusual — a runtime it cannot reach directly,
 a sandbox to create, a file that does not parse, a container not ready — falls through
 to the full command line, which observes, plans and converges as usual.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import tomllib
@@ -27,12 +29,12 @@ if TYPE_CHECKING:
 SIMPLE_FLAGS = {"-m", "--match"}
 
 
-def _instance(name: str, project: str) -> dict[str, Any] | None:
-    """GET one instance from the Incus API. A plain HTTP/1.0 request on the unix socket:
-    `http.client` alone would cost more import time than the whole request."""
+def _instance(name: str, project: str, path: str) -> dict[str, Any] | None:
+    """GET one instance from the Incus API on the socket `path`. A plain HTTP/1.0
+    request: `http.client` alone would cost more import time than the whole request."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
-        sock.connect(incus_socket())
+        sock.connect(path)
         sock.sendall(f"GET /1.0/instances/{name}?project={project} HTTP/1.0\r\n"
                      "Host: incus\r\n\r\n".encode())
         chunks = []
@@ -130,9 +132,10 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
 
     paths = Paths.from_env()
     config = _load(paths.user_config)
-    runtime = os.environ.get("LOCKI_RUNTIME") or config.get("runtime")
-    if runtime != "incus":
+    reach = _client(paths, os.environ.get("LOCKI_RUNTIME") or config.get("runtime") or "lima")
+    if reach is None:
         return None
+    prefix, incus_api = reach
     desired = _load(paths.desired_state)
     sandboxes = desired.get("sandbox", {})
     if set(desired) - {"sandbox"} or not all(_plausible(k, v) for k, v in sandboxes.items()):
@@ -145,7 +148,7 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     iid = paths.installation_id_file.read_text().strip()
     name = sandbox_exec.container_name(sid)
     root = paths.worktree_for(Path(spec["repo"]), sid)
-    instance = _instance(name, f"locki-{iid}")
+    instance = _instance(name, f"locki-{iid}", incus_api)
     if instance is None or not root.is_dir():
         return None
     labels = instance.get("config", {})
@@ -166,7 +169,22 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     activity.touch(paths.state_dir, sid)
     args = sandbox_exec.exec_args(name, cwd=sandbox_exec.inside_cwd(cwd, root),
                                   command=command, env=sandbox_exec.exec_env(sid))
-    return ["incus", "--project", f"locki-{iid}", *args]
+    return [*prefix, "--project", f"locki-{iid}", *args]
+
+
+def _client(paths: Paths, runtime: str) -> tuple[list[str], str] | None:
+    """(`incus` argv prefix, API socket) of the runtime, when the lean path can use it.
+
+    Lima: only with an `incus` client on the host, through the socket Lima forwards
+    (it answers only while the VM runs); the same argv as `runtime.LimaVM` builds.
+    """
+    if runtime == "incus":
+        return ["incus"], incus_socket()
+    if runtime != "lima" or not (shutil.which("limactl") and shutil.which("incus")):
+        return None
+    forwarded = str(paths.runtime_dir / "incus.sock")
+    return ["env", f"INCUS_SOCKET={forwarded}", f"INCUS_CONF={paths.lima_home / 'incus-client'}",
+            "incus"], forwarded
 
 
 def try_fast_exec(tokens: list[str]) -> None:

@@ -318,6 +318,53 @@ def daemon_stop() -> int:
     return anyio.run(lambda: commands.cmd_daemon_stop(_paths()))
 
 
+vm_app = App(name="vm", help="The Lima VM `locki` that holds the sandboxes (Lima runtime).",
+             help_format="rst")
+app.command(vm_app)
+
+
+@vm_app.command(name="status")
+def vm_status(*, as_json: JsonOpt = False) -> int:
+    """The VM's state, size, whether its config is current and its provisioning done."""
+    from locki.cli import vm
+
+    return _run(lambda ctx: vm.cmd_status(ctx, as_json=as_json))
+
+
+@vm_app.command(name="stop")
+def vm_stop() -> int:
+    """Stop the VM (its sandboxes with it). The next `locki x` or `locki apply` boots it."""
+    from locki.cli import vm
+
+    return _run(vm.cmd_stop)
+
+
+@vm_app.command(name=["delete", "rm"])
+def vm_delete(*, force: ForceOpt = False) -> int:
+    """Delete the VM and the containers in it.
+
+    Worktrees, the shared home, config.toml and the desired state are kept: the next
+    `locki apply` builds the VM again from the current config and re-creates every
+    sandbox's container. What was installed inside the containers is lost, so with
+    sandboxes this asks on a terminal, or needs --force.
+    """
+    from locki.cli import vm
+
+    return _run(lambda ctx: vm.cmd_delete(ctx, force=force))
+
+
+@app.command
+def doctor(*, as_json: JsonOpt = False) -> int:
+    """Check what the chosen runtime needs: limactl, QEMU (Linux) and the VM for `lima`;
+    the client and daemon for `incus`; git, the bridge daemon, disk space.
+
+    Prints a fix for each problem. Exits 1 when something blocks the runtime.
+    """
+    from locki.cli.doctor import cmd_doctor
+
+    return anyio.run(lambda: cmd_doctor(_paths(), flag=Globals.runtime, as_json=as_json))
+
+
 bridge = App(name="bridge", help="The git bridge between sandboxes and the host.",
              help_format="rst")
 app.command(bridge)

@@ -86,6 +86,11 @@ class Paths(NamedTuple):
         return self.cache / "sandbox"
 
     @property
+    def lima_home(self) -> Path:
+        """LIMA_HOME for locki's own VM: apart from the user's other Lima instances."""
+        return self.state_dir / "lima"
+
+    @property
     def image_cache(self) -> Path:
         return self.state_dir / "image-fingerprints.json"
 

@@ -26,7 +26,7 @@ from locki.reconciler import templates
 from locki.reconciler.context import Context
 from locki.reconciler.journal import Journal
 from locki.reconciler.model import SYMBOL, Action, Plan
-from locki.resources import bridge, container, forward, project, template, worktree
+from locki.resources import bridge, container, forward, project, template, vm, worktree
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler.apply")
@@ -50,6 +50,20 @@ class ApplyFailed(LockiError):
         self.failures = failures
 
 
+async def _vm_step(ctx: Context, op: str) -> None:
+    limactl = ctx.limactl
+    assert limactl is not None, "a VM action is only planned for the Lima runtime"
+    spec = ctx.vm_spec
+    if op == "vm.replace":
+        await vm.delete(limactl, ctx.paths)
+    if op in ("vm.create", "vm.replace"):
+        await vm.create(limactl, ctx.paths, spec)
+    elif op == "vm.start":
+        await vm.start(limactl, spec)
+    else:
+        await vm.ensure_provisioned(limactl, spec)
+
+
 def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
           ) -> Callable[[], Awaitable[None]]:
     sid = action.sandbox
@@ -57,6 +71,8 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
 
     async def run() -> None:
         match action.op:
+            case "vm.create" | "vm.start" | "vm.provision" | "vm.replace":
+                await _vm_step(ctx, action.op)
             case "project.ensure":
                 await project.ensure(ctx.incus, ctx.project)
             case "bridge.daemon":
@@ -103,7 +119,7 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
                 if action.op == "container.replace":
                     await container.delete(ctx.incus, container.container_name(sid),
                                            sandbox_id=sid)
-                ctx.paths.sandbox_cache.mkdir(parents=True, exist_ok=True)
+                ctx.ensure_cache()
                 await container.create(ctx.incus, ctx.container_spec(sid, spec),
                                        start=spec.state == "running",
                                        template=template.template_name(action.item))

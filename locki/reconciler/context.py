@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from locki.core import lock, runtime
+from locki.core import lima, lock, runtime
 from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.core.incus import Incus
 from locki.core.paths import Paths
-from locki.resources import bridge, container, project, provision
+from locki.resources import bridge, container, project, provision, vm
 from locki.state.models import DesiredState, SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
 
@@ -64,7 +64,8 @@ class Context:
             storage_pool=self.config.incus.storage_pool,
             network=self.config.incus.network,
             extra_devices=(
-                (bridge.DEVICE, tuple(bridge.profile_device(self.paths).items())),
+                (bridge.DEVICE, tuple(bridge.profile_device(
+                    self.paths, self.runtime.bridge_socket(self.paths)).items())),
                 (CACHE_DEVICE, tuple(self._cache_device().items())),
             ),
             extra_config=self._profile_config(),
@@ -72,7 +73,7 @@ class Context:
 
     def _cache_device(self) -> dict[str, str]:
         """One disk device with every sandbox's package caches (npm, pip, cargo, ...)."""
-        device = {"type": "disk", "source": str(self.paths.sandbox_cache),
+        device = {"type": "disk", "source": self.runtime.cache_source(self.paths),
                   "path": provision.CACHE}
         return {**device, "shift": "true"} if os.getuid() == 0 else device
 
@@ -84,6 +85,23 @@ class Context:
         if self.config.incus.privileged:  # the user's config only: a repo cannot ask
             config.append(("security.privileged", "true"))
         return tuple(config)
+
+    def ensure_cache(self) -> None:
+        """The shared cache folder, where it is on this host (the VM makes its own)."""
+        if self.runtime.cache_source(self.paths) == str(self.paths.sandbox_cache):
+            self.paths.sandbox_cache.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def limactl(self) -> lima.Limactl | None:
+        """The VM's `limactl`, or None when the runtime is the host's own Incus."""
+        return lima.Limactl(self.paths) if self.runtime.name == "lima" else None
+
+    @property
+    def vm_spec(self) -> vm.VmSpec:
+        size = self.config.vm
+        return vm.sized_from_host(self.paths, cpus=size.cpus, memory_gib=size.memory_gib,
+                                  disk_gib=size.disk_gib,
+                                  bridge_guest_socket=self.runtime.bridge_socket(self.paths))
 
     @property
     def incus(self) -> Incus:
@@ -170,7 +188,7 @@ def build(paths: Paths, *, runtime_flag: str | None = None,
     config = load(paths.user_config, UserConfig)
     return Context(
         paths=paths,
-        runtime=runtime.choose(runtime_flag, config.runtime),
+        runtime=runtime.choose(runtime_flag, config.runtime, paths),
         state=StateFile(paths.desired_state, paths.private_runtime_dir() / "state.lock",
                         lock_timeout=lock_timeout),
         config=config,

@@ -6,12 +6,13 @@ from contextlib import ExitStack
 
 import structlog
 
+from locki.core.errors import LockiError
 from locki.core.lock import LockTimeout
 from locki.reconciler.apply import apply
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed, Plan
 from locki.reconciler.observe import observe
-from locki.reconciler.plan import plan
+from locki.reconciler.plan import VM, plan
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler")
@@ -43,4 +44,20 @@ async def converge(
                               "`locki apply` makes it so once that command is done") from exc
         desired, _, result = await preview(ctx, scope=scope)
         await apply(ctx, desired, result, force=force)
-    return result
+        return await after_vm(ctx, result, scope=scope, force=force)
+
+
+async def after_vm(ctx: Context, result: Plan, *, scope: frozenset[str] | None = None,
+                   force: bool = False) -> Plan:
+    """What lives in the VM cannot be seen before the VM runs: once a pass changed the
+    VM, a second pass (under the same lock) plans and applies the rest."""
+    if not any(a.address == VM for a in result.changes):
+        return result
+    desired, observed, second = await preview(ctx, scope=scope)
+    if not observed.runtime_known and observed.vm is not None and observed.vm.running:
+        raise LockiError(
+            f"the VM runs, but its Incus cannot be reached: {observed.runtime_reason}",
+            hint="run `locki doctor`",
+        )
+    await apply(ctx, desired, second, force=force)
+    return Plan(result.changes + second.actions, second.unknown)

@@ -10,6 +10,7 @@ from locki.reconciler.journal import Entry
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
 from locki.resources.provision import Want
 from locki.resources.template import TemplateObs
+from locki.resources.vm import VmObs
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class Observed:
     templates: dict[str, TemplateObs] = field(default_factory=dict)
     wants: dict[str, Want] = field(default_factory=dict)
     want_problems: dict[str, str] = field(default_factory=dict)
+    # The Lima VM (None: the runtime is the host's Incus) and the config hash wanted.
+    vm: VmObs | None = None
+    vm_wanted: str = ""
+    vm_detail: str = ""  # the wanted size, for the plan's reason
 
     @property
     def runtime_known(self) -> bool:

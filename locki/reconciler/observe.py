@@ -21,10 +21,11 @@ from locki.reconciler import templates
 from locki.reconciler.context import Context
 from locki.reconciler.journal import Entry, Journal
 from locki.reconciler.model import Observed
-from locki.resources import bridge, container, project, template, worktree
+from locki.resources import bridge, container, project, template, vm, worktree
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
 from locki.resources.provision import Want
 from locki.resources.template import TemplateObs
+from locki.resources.vm import VmObs
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler.observe")
@@ -39,7 +40,16 @@ class _Runtime:
     templates: dict[str, TemplateObs] = field(default_factory=dict)
 
 
-async def _runtime(ctx: Context) -> _Runtime:
+async def _runtime(ctx: Context, machine: VmObs | None) -> _Runtime:
+    if machine is not None and machine.health is Health.MISSING:
+        # No VM, so nothing in it: known to be empty, not unknown (what a deleted VM
+        # held went with it). The plan creates the VM first and the rest after it.
+        return _Runtime(Health.OK, "no VM yet", ProjectObs(Health.MISSING, "no VM yet"))
+    if machine is not None and (not machine.running or machine.pending):
+        # Incus lives in the VM: until it runs, provisioned, nothing in it can be seen.
+        why = (f"the VM waits for provisioning ({', '.join(machine.pending)})"
+               if machine.running else f"the VM is not running ({machine.reason})")
+        return _Runtime(Health.UNKNOWN, why, ProjectObs(Health.UNKNOWN, why))
     try:
         proj = await project.observe(ctx.incus, ctx.project)
         seen = _Runtime(Health.OK, "reachable", proj)
@@ -86,8 +96,12 @@ async def observe(
         found = await worktree.observe(repo, expected, check_work=retiring)
         worktrees.update(found)
 
+    machine: list[VmObs | None] = []
+
     async def observe_runtime() -> None:
-        runtime.append(await _runtime(ctx))
+        limactl = ctx.limactl
+        machine.append(await vm.observe(limactl, ctx.vm_spec) if limactl else None)
+        runtime.append(await _runtime(ctx, machine[0]))
 
     daemon: list[str | None] = []
 
@@ -120,7 +134,9 @@ async def observe(
                     daemon_wanted=server.code_version() if live else "",
                     stamps=stamps, templates=seen.templates,
                     wants=wanted[0][0], want_problems=wanted[0][1],
-                    interrupted=interrupted, in_flight=in_flight)
+                    interrupted=interrupted, in_flight=in_flight, vm=machine[0],
+                    vm_wanted=ctx.vm_spec.config_hash if machine[0] else "",
+                    vm_detail=_size(ctx) if machine[0] else "")
 
 
 def _journal(ctx: Context, scope: frozenset[str] | None
@@ -133,3 +149,9 @@ def _journal(ctx: Context, scope: frozenset[str] | None
     if entries:
         log.info("journal.interrupted", actions=[e.address for e in entries])
     return entries, ()
+
+
+def _size(ctx: Context) -> str:
+    spec = ctx.vm_spec
+    return (f"{spec.vm_type}, {spec.cpus} CPUs, {spec.memory_gib} GiB memory, "
+            f"{spec.disk_gib} GiB disk")

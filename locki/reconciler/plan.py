@@ -2,8 +2,8 @@
 
 Every resource of every desired sandbox gets an action or a noop with a reason. While
 the runtime is unknown nothing is destroyed. Order matters and is the apply order:
-the project first, then templates, then per sandbox worktree before container,
-deletions last.
+the VM first (Lima runtime), then the project, then templates, then per sandbox worktree
+before container, deletions last.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from locki.state.models import DesiredState, Include, SandboxSpec
 
 PROJECT = "project"
 DAEMON = "bridge.daemon"
+VM = "vm"
 
 
 def plan(desired: DesiredState, observed: Observed) -> Plan:
     first: list[Action] = []
     actions: list[Action] = []
     live = {sid: s for sid, s in desired.sandbox.items() if s.state != "removed"}
+    if observed.vm is not None and (live or observed.vm.health is not Health.MISSING):
+        first.append(_vm(observed, needed=bool(desired.sandbox)))
     if live:
         first.append(_project(observed))
         first.append(_daemon(observed))
@@ -58,6 +61,37 @@ def _resume(actions: list[Action], observed: Observed) -> list[Action]:
                     reason=f"finish the interrupted removal ({a.reason})")
             if a.kind is Kind.DELETE and (a.address, a.op) in begun else a
             for a in actions]
+
+
+def _vm(observed: Observed, *, needed: bool) -> Action:
+    """The Lima VM: created, rebuilt on config drift (only with --force), started (while
+    some sandbox, even one being removed, needs it), provisioned."""
+    machine = observed.vm
+    assert machine is not None
+    if machine.health is Health.UNKNOWN:
+        return Action(VM, Kind.NOOP, "vm.create", f"unknown: {machine.reason}")
+    if machine.health is Health.MISSING:
+        return Action(VM, Kind.CREATE, "vm.create",
+                      f"{machine.reason}; create it ({observed.vm_detail})")
+    if machine.health is Health.BROKEN:
+        return Action(VM, Kind.NOOP, "vm.create",
+                      f"cannot use: {machine.reason}; `locki vm delete`, then `locki apply`")
+    if machine.config_hash != observed.vm_wanted:
+        changed = "; ".join(machine.drift) or \
+            f"hash `{machine.config_hash}` -> `{observed.vm_wanted}`"
+        return Action(VM, Kind.REPLACE, "vm.replace",
+                      f"its config changed ({changed}; now {observed.vm_detail}): the VM and "
+                      "the containers in it are rebuilt; "
+                      "worktrees, the shared home and the desired state stay",
+                      destructive=True)
+    if not machine.running and not needed:
+        return Action(VM, Kind.NOOP, "vm.start", f"{machine.reason}; no sandbox needs it")
+    if not machine.running:
+        return Action(VM, Kind.UPDATE, "vm.start", f"{machine.reason} -> running")
+    if machine.pending:
+        return Action(VM, Kind.UPDATE, "vm.provision",
+                      f"provisioning steps not done: {', '.join(machine.pending)}")
+    return Action(VM, Kind.NOOP, "vm.create", "running and provisioned")
 
 
 def _project(observed: Observed) -> Action:

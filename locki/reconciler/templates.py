@@ -82,6 +82,15 @@ async def _source(ctx: Context, spec: SandboxSpec) -> str:
     resolved = image.resolve(spec.repo, spec.image)
     if isinstance(resolved, str):
         return resolved
+    if not ctx.runtime.client_on_host():
+        # Shortcoming: the VM's own client cannot read the repo (the VM sees only the
+        # worktrees root and the shared home). It can go once archives are copied in
+        # with `limactl copy` first.
+        raise LockiError(
+            f"the image archive `{resolved.label}` cannot be imported: without an `incus` "
+            "client on this host, Incus runs in the VM, which does not see the repository",
+            hint="install the Incus client on the host (macOS: brew install incus)",
+        )
     return await image.ensure(ctx.incus, resolved, image.FingerprintCache(ctx.paths.image_cache),
                               owner=ctx.installation_id)
 
@@ -94,7 +103,7 @@ async def build(ctx: Context, desired: DesiredState, key: str) -> None:
         wanted = await want(ctx, spec)
         if wanted.key != key:
             continue
-        ctx.paths.sandbox_cache.mkdir(parents=True, exist_ok=True)
+        ctx.ensure_cache()
         await provision.fetch_mise(ctx.paths.cache)
         spec_t = template.TemplateSpec(
             want=wanted, installation_id=ctx.installation_id, profile=project.PROFILE,

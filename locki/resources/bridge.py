@@ -72,14 +72,15 @@ esac
 """
 
 
-def profile_device(paths: Paths) -> dict[str, str]:
-    """The proxy device: container loopback port -> the daemon's unix socket on the host."""
+def profile_device(paths: Paths, socket: str | None = None) -> dict[str, str]:
+    """The proxy device: container loopback port -> the daemon's unix socket on the Incus
+    host (`socket`: where that host sees it; by default this machine's path)."""
     return {
         "type": "proxy",
         "bind": "container",
         "listen": f"tcp:127.0.0.1:{server.PORT}",
         # The plain path, without creating the folder: planning does no I/O.
-        "connect": f"unix:{paths.runtime_dir / server.SOCKET_NAME}",
+        "connect": f"unix:{socket or paths.runtime_dir / server.SOCKET_NAME}",
     }
 
 

@@ -150,6 +150,14 @@ class DaemonSettings(_Strict):
         "inside as use, so a dev server behind a forward keeps its container running.")
 
 
+class VmSettings(_Strict):
+    """Size of the Lima VM (default: sized from the host). Changing it is VM drift."""
+
+    cpus: int | None = Field(default=None, ge=1, description="CPUs of the VM.")
+    memory_gib: int | None = Field(default=None, ge=1, description="Memory in GiB.")
+    disk_gib: int | None = Field(default=None, ge=10, description="Disk in GiB.")
+
+
 class UserConfig(_Strict):
     """The user's `config.toml`."""
 
@@ -160,6 +168,7 @@ class UserConfig(_Strict):
     ai: AiSettings = Field(default_factory=AiSettings)
     incus: IncusSettings = Field(default_factory=IncusSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    vm: VmSettings = Field(default_factory=VmSettings)
 
 
 _FORWARD_SPEC = re.compile(r"^(?:(\d{1,5})?:)?(\d{1,5})$")
