@@ -89,10 +89,25 @@ def daemon_pid(paths: Paths) -> int | None:
     return pid if uid == os.getuid() else None
 
 
-async def _gone(paths: Paths, timeout: float) -> bool:
+def _running(pid: int | None) -> bool:
+    """Whether the daemon `pid` still runs (Linux): not an unreaped zombie, which runs
+    nothing, nor another program that was given the number since."""
+    if pid is None:
+        return False
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status and b"locki.bridge.daemon" in cmdline
+
+
+async def _gone(paths: Paths, timeout: float, pid: int | None = None) -> bool:
+    """Nothing listens on the socket, and the process that did (`pid`) has exited: a
+    daemon unlinks its socket first and only then finishes its running commands."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if daemon_pid(paths) is None:
+        if daemon_pid(paths) is None and not _running(pid):
             return True
         await asyncio.sleep(0.05)
     return False
@@ -104,15 +119,15 @@ async def stop(paths: Paths, *, timeout: float = 15.0) -> None:
     if await _control(paths, "stop", 5.0) is None and pid is None:
         server.socket_path(paths).unlink(missing_ok=True)  # nobody listens on it
         return
-    if await _gone(paths, timeout):
+    if await _gone(paths, timeout, pid):
         log.info("bridge.stopped")
         return
-    # It took the request (or never answered) and still listens: the kernel told us
-    # which process owns the socket, so end that one, not a guess from a pid file.
-    if pid is not None:
+    # It took the request (or never answered) and still listens or runs: the kernel told
+    # us which process owns the socket, so end that one, not a guess from a pid file.
+    if _running(pid) and pid is not None:
         log.warning("bridge.stop_forced", pid=pid)
         os.kill(pid, signal.SIGKILL)
-        if await _gone(paths, 5.0):
+        if await _gone(paths, 5.0, pid):
             return
     raise LockiError(
         f"the bridge daemon on `{server.socket_path(paths)}` did not stop",
