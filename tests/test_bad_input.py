@@ -284,6 +284,8 @@ def test_bridge_check_shows_the_rewritten_push_and_gh_statically(
     assert code == 0
     assert out[1] == "runs on the host: gh pr edit --add-label=x -- 't#locki-abcd1234'"
     assert "checks that the head of PR" in out[2]
+    assert out[3] == ("(for GH_REPO=github.com/acme/widget, from the configured remotes, "
+                      "with your gh login)")
     assert check("gh", "pr", "view", "-R", "o/r")[0] == 1
     assert check("git", "stash", "pop", "stash@{1}")[1][1].endswith(
         "(host git steps on the sandbox's own `refs/locki/stash/abcd1234`)")

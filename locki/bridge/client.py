@@ -90,23 +90,26 @@ def daemon_pid(paths: Paths) -> int | None:
     return pid if uid == os.getuid() else None
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` still runs. Nothing reaps here, so a finished process may linger
-    as a zombie: that counts as gone (/proc tells the state, a signal 0 would not)."""
+def _running(pid: int | None) -> bool:
+    """Whether the daemon `pid` still runs (Linux): not an unreaped zombie, which runs
+    nothing, nor another program that was given the number since."""
+    if pid is None:
+        return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    return "\nState:\tZ" not in status and any(
+        name in cmdline for name in (b"locki.hostd", b"locki.bridge.daemon"))
 
 
-async def _gone(paths: Paths, timeout: float, pid: int | None) -> bool:
-    """Nothing listens on the socket and the daemon's process has exited: it closes
-    its listener first and finishes its open commands after, so the socket alone is
-    not proof that it stopped."""
+async def _gone(paths: Paths, timeout: float, pid: int | None = None) -> bool:
+    """Nothing listens on the socket, and the process that did (`pid`) has exited: a
+    daemon unlinks its socket first and only then finishes its running commands."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if daemon_pid(paths) is None and (pid is None or not _alive(pid)):
+        if daemon_pid(paths) is None and not _running(pid):
             return True
         await asyncio.sleep(0.05)
     return False
@@ -121,9 +124,9 @@ async def stop(paths: Paths, *, timeout: float = 15.0) -> None:
     if await _gone(paths, timeout, pid):
         log.info("bridge.stopped")
         return
-    # It took the request (or never answered) and still listens: the kernel told us
-    # which process owns the socket, so end that one, not a guess from a pid file.
-    if pid is not None:
+    # It took the request (or never answered) and still listens or runs: the kernel told
+    # us which process owns the socket, so end that one, not a guess from a pid file.
+    if _running(pid) and pid is not None:
         log.warning("bridge.stop_forced", pid=pid)
         os.kill(pid, signal.SIGKILL)
         if await _gone(paths, 5.0, pid):

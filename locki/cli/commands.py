@@ -236,6 +236,8 @@ async def cmd_bridge_check(ctx: Context, *, match: str | None, cwd: Path | None,
     check = gh.check_gh if argv[0] == "gh" else policy.check_git
     decision = check(argv[1:], caller)
     print(policy.explain(decision, program=argv[0]))
+    if decision.allowed and argv[0] == "gh":
+        print(f"(for GH_REPO={caller.github}, from the configured remotes, with your gh login)")
     return 0 if decision.allowed else 1
 
 

@@ -376,16 +376,17 @@ def bridge_check(
     match: MatchOpt = None,
     cwd: Path | None = None,
 ) -> int:
-    """Say whether the bridge would allow a git command from a sandbox, and why not.
+    """Say whether the bridge would allow a git or gh command from a sandbox, and why not.
 
-    Evaluates the policy only: nothing runs, no network. Prints `allowed` (exit 0) or
-    `denied: <reason>` with the allowed forms (exit 1). Example:
-    locki bridge check -m ab12 -- git push --mirror
+    Evaluates the policy only: nothing runs, no network. Prints `allowed` and the command
+    that would run on the host (a push rewritten to explicit refspecs, gh with its
+    repository) with exit 0, or `denied: <reason>` with the allowed forms (exit 1).
+    Example: locki bridge check -m ab12 -- git push --mirror
 
     Parameters
     ----------
     argv
-        The command as the agent would type it, starting with `git`.
+        The command as the agent would type it, starting with `git` or `gh`.
     cwd
         The folder it would run in (default: the worktree root).
     """
