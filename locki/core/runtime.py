@@ -123,7 +123,6 @@ def choose(flag: str | None, configured: str | None, paths: Paths | None = None)
     )
 
 
-
 def incus_api(paths: Paths, configured: str | None) -> str | None:
     """The Incus API socket the runtime answers on, for code that speaks to it directly
     (the bridge daemon's freezer): Lima's forwarded one, or None for the host's usual."""
