@@ -69,6 +69,14 @@ install_packages() {
     apt-get install -y -qq --no-install-recommends "${suite[@]}" "${missing[@]}" >/dev/null
 }
 
+ensure_npm() {
+    # locki fetches mise with `npm pack` (from the registry npm is configured for).
+    if command -v npm >/dev/null 2>&1; then say "npm present"; return; fi
+    say "installing npm"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends npm >/dev/null
+}
+
 ensure_subids() {
     # incusd maps container ids into root's subordinate range and reads it at start-up.
     local added=
@@ -200,6 +208,7 @@ stop_daemon() {
 case "${1:-up}" in
 up)
     install_packages
+    ensure_npm
     ensure_subids
     start_daemon
     ensure_pool_and_bridge

@@ -85,7 +85,6 @@ def _context(tmp_path: Path, config: UserConfig) -> Context:
 def test_privileged_only_from_the_user_config(tmp_path: Path) -> None:
     plain = dict(_context(tmp_path, UserConfig()).project.config())
     assert plain["security.nesting"] == "true"
-    assert plain["security.syscalls.intercept.mknod"] == "true"
     assert "security.privileged" not in plain
     asked = _context(tmp_path, UserConfig(incus=IncusSettings(privileged=True)))
     assert asked.project.config()["security.privileged"] == "true"

@@ -42,7 +42,8 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
             actions += _sandbox(sid, spec, observed)
     actions += _orphans(desired, observed)
     # Templates after the project, before the containers copied from them.
-    actions = first + plan_templates(observed, needed(actions)) + actions
+    retiring = {sid for sid in desired.sandbox if _folder_deleted(sid, observed)}
+    actions = first + plan_templates(observed, needed(actions), retiring) + actions
     unknown = [f"runtime: {observed.runtime_reason}"] if not observed.runtime_known else []
     unknown += [f"sandbox {sid}: {w.reason}" for sid, w in sorted(observed.worktrees.items())
                 if w.health is Health.UNKNOWN]

@@ -27,12 +27,14 @@ def needed(actions: Iterable[Action]) -> set[str]:
     return {a.item for a in actions if a.op in CREATES and a.kind is not Kind.NOOP and a.item}
 
 
-def plan_templates(observed: Observed, creating: set[str]) -> list[Action]:
+def plan_templates(observed: Observed, creating: set[str], retiring: set[str]) -> list[Action]:
+    """`retiring`: sandboxes this plan retires, whose templates are no longer theirs."""
     if not observed.runtime_known:
         return []
-    wants = {want.key: want for _, want in sorted(observed.wants.items())}
+    live = {sid: want for sid, want in sorted(observed.wants.items()) if sid not in retiring}
+    wants = {want.key: want for want in live.values()}
     users: dict[str, list[str]] = {}
-    for sid, want in sorted(observed.wants.items()):
+    for sid, want in live.items():
         users.setdefault(want.key, []).append(sid)
     actions = [_one(key, wants[key], observed.templates.get(key), key in creating,
                     users[key]) for key in sorted(wants)]

@@ -128,7 +128,8 @@ def mise_binary(cache_dir: Path, version: str = MISE_VERSION) -> Path:
 
 def environment(worktrees: Path) -> dict[str, str]:
     """The variables every process in a sandbox gets (`incus exec` and login shells)."""
-    path = ":".join(["/usr/local/lib/locki/bin", "/var/lib/mise/shims", "/usr/local/sbin",
+    # The bridge's git shim is linked into /usr/local/bin, which is on this PATH.
+    path = ":".join(["/var/lib/mise/shims", "/usr/local/sbin",
                      "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
                      f"{AGENTS_PREFIX}/bin", JIT])
     return {
@@ -159,9 +160,12 @@ def instructions() -> str:
 
 
 def _env_step(env: Mapping[str, str]) -> Step:
-    lines = ["# Written by locki: the sandbox's environment for login shells."]
+    # Login shells keep the PATH /etc/profile and the bridge's profile.d script give
+    # them, with mise's shims in front and the agent CLIs behind.
+    lines = ["# Written by locki: the sandbox's environment for login shells.",
+             f'PATH="/var/lib/mise/shims:$PATH:{AGENTS_PREFIX}/bin:{JIT}"']
     lines += [f"export {key}=" + "'" + value.replace("'", "'\\''") + "'"
-              for key, value in env.items()]
+              for key, value in env.items() if key != "PATH"]
     return Step("env", files=(File("/etc/profile.d/locki-sandbox.sh", "\n".join(lines) + "\n"),),
                 config=tuple((f"environment.{k}", v) for k, v in env.items()))
 

@@ -198,7 +198,8 @@ def test_mise_podman_and_instructions_inside(
     # An agent CLI is installed on first use by its shim: a stand-in package, real npm.
     no_npm = locki("x", "-m", sid, "--", "claude", "--version", cwd=repo)
     assert no_npm.returncode == 127
-    assert "npm is missing" in no_npm.stderr
+    assert "npm is missing" in no_npm.stderr, _inside(
+        locki, repo, sid, "echo $PATH; command -v claude; ls -la /var/lib/mise/shims || true")
     name = f"locki-{sid}"
     binary, npm = node
     push = ["--project", locki.project, "file", "push", "--quiet"]
