@@ -132,3 +132,23 @@ def test_a_stale_holder_record_never_blocks(tmp_path: Path,
         assert mine["pid"] == os.getpid()
     assert "waiting" not in capsys.readouterr().err
     assert not lock.holder_path(path).exists()
+
+
+def test_a_child_hit_by_the_ctrl_c_meant_for_apply_is_retried() -> None:
+    """During apply children get their own session; one that still died of SIGINT caught
+    it between fork and setsid, so the (idempotent) step is retried, not failed."""
+    import anyio
+
+    from locki.core import proc
+    from locki.core.errors import TransientError
+
+    async def run(detached: bool) -> int:
+        token = proc.OWN_SESSION.set(detached)
+        try:
+            return (await proc.run(["sh", "-c", "kill -INT $$"], check=False)).returncode
+        finally:
+            proc.OWN_SESSION.reset(token)
+
+    assert anyio.run(run, False) == -2  # outside apply: reported as it is
+    with pytest.raises(TransientError, match="Ctrl-C meant for locki"):
+        anyio.run(run, True)

@@ -489,4 +489,8 @@ def _say(exc: LockiError) -> None:
 
 
 def main() -> None:
-    sys.exit(run())
+    try:
+        code = run()
+    except KeyboardInterrupt:  # a second Ctrl-C landing while the first is reported
+        code = 130
+    sys.exit(code)

@@ -7,6 +7,7 @@ It is the seam tests use to stand in for programs that cannot exist on a machine
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ import anyio
 import structlog
 
 from locki.core import crash
-from locki.core.errors import CommandFailed, LockiError
+from locki.core.errors import CommandFailed, LockiError, TransientError
 
 log = structlog.get_logger("locki.proc")
 
@@ -65,6 +66,10 @@ async def run(
         raise LockiError(
             f"`{args[0]}` is not installed or not on PATH", hint="install it, then try again"
         ) from exc
+    if detached and proc.returncode == -signal.SIGINT:
+        # A Ctrl-C sent to locki's terminal group in the instant between this child's fork
+        # and its setsid reached the child too. Apply steps are idempotent: retried.
+        raise TransientError(f"`{args[0]}` caught the Ctrl-C meant for locki as it started")
     result = Completed(
         argv=args,
         returncode=proc.returncode,

@@ -2,7 +2,10 @@
 
 The project comes first; then each sandbox's actions run in plan order (worktree before
 container), different sandboxes concurrently with a bound. A failing sandbox does not
-stop the others; all failures are reported together at the end.
+stop the others; all failures are reported together at the end. Each step is written
+to the journal before it acts and cleared after (reconciler/journal.py), so a run that
+dies is finished by the next. Ctrl-C stops at a step boundary: running steps finish,
+children run in their own session so the terminal's SIGINT does not cut them short.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -201,6 +205,8 @@ class _Stop:
         self.steps: set[anyio.CancelScope] = set()
 
     async def watch(self, everything: anyio.CancelScope) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only; its owner handles Ctrl-C there
         with anyio.open_signal_receiver(signal.SIGINT) as signals:
             async for _ in signals:
                 if not self.requested:
@@ -214,14 +220,87 @@ class _Stop:
                 everything.cancel()
 
 
-def _interrupted(changes: list[Action], done: list[Action]) -> Interrupted:
-    left = [a.address for a in changes if a not in done]
-    return Interrupted(
-        f"interrupted: {len(done)} of {len(changes)} step(s) done"
-        + "".join(f"\n  done: {a.address}" for a in done)
-        + "".join(f"\n  not done: {address}" for address in left),
-        hint="run `locki apply` to finish (or `locki plan` to see what is left)",
-    )
+class _Run:
+    """One apply's steps: each journaled around its side effect, shielded from a first
+    Ctrl-C, its failure collected (the rest of its sandbox's chain then waits)."""
+
+    def __init__(self, ctx: Context, desired: DesiredState, force: bool) -> None:
+        self.ctx = ctx
+        self.desired = desired
+        self.force = force
+        self.journal = Journal(ctx.paths.journal)
+        self.stop = _Stop()
+        self.failures: list[tuple[Action, LockiError]] = []
+        self.done: list[Action] = []
+
+    async def chain(self, actions: list[Action]) -> None:
+        for action in actions:
+            if self.stop.requested or not await self.step(action):
+                return
+
+    async def step(self, action: Action) -> bool:
+        log.info("apply.start", address=action.address, op=action.op,
+                 action=action.kind.value, sandbox=action.sandbox)
+        progress(f"{SYMBOL[action.kind]} {action.address}: {action.reason}")
+        force = self.force or action.resumes
+        entry = self.journal.begin(action, force=force)
+        with anyio.CancelScope(shield=True) as scope:
+            self.stop.steps.add(scope)
+            try:
+                await retry_transient(_step(self.ctx, self.desired, action, force))
+            except LockiError as exc:
+                # info, not warning: the failure is reported once, at the end.
+                log.info("apply.failed", address=action.address, error=exc.message)
+                self.journal.failed(entry, exc.message)
+                self.failures.append((action, exc))
+                return False
+            finally:
+                self.stop.steps.discard(scope)
+        crash.reached(f"step:{action.op}")
+        self.journal.done(entry)
+        self.done.append(action)
+        return True
+
+    async def all(self, changes: list[Action], everything: anyio.CancelScope) -> None:
+        """The project's steps first, then each sandbox's chain, a bounded few at once."""
+        await self.chain([a for a in changes if a.sandbox is None])
+        chains: dict[str, list[Action]] = defaultdict(list)
+        for action in changes:
+            if action.sandbox is not None:
+                chains[action.sandbox].append(action)
+        limiter = anyio.CapacityLimiter(CONCURRENCY)
+
+        async def bounded(actions: list[Action]) -> None:
+            async with limiter:
+                await self.chain(actions)
+
+        if not self.failures:
+            async with anyio.create_task_group() as tg:
+                for actions in chains.values():
+                    tg.start_soon(bounded, actions)
+        everything.cancel()  # stops the Ctrl-C watcher
+
+    def interrupted(self, changes: list[Action]) -> Interrupted:
+        failed = {action: error for action, error in self.failures}
+        left = [a.address for a in changes if a not in self.done and a not in failed]
+        return Interrupted(
+            f"interrupted: {len(self.done)} of {len(changes)} step(s) done"
+            + "".join(f"\n  done: {a.address}" for a in self.done)
+            + "".join(f"\n  failed: {a.address}: {e.message}" for a, e in failed.items())
+            + "".join(f"\n  not done: {address}" for address in left),
+            hint="run `locki apply` to finish (or `locki plan` to see what is left)",
+        )
+
+
+def _resuming(ctx: Context, journal: Journal, plan: Plan) -> None:
+    """Say what a dead run left; drop drafts of files whose writer died mid-write."""
+    journal.tidy()
+    ctx.state.tidy()
+    for entry in plan.interrupted:
+        log.warning("apply.resuming", address=entry.address, op=entry.op,
+                    sandbox=entry.sandbox, begun_by=entry.pid, failed=entry.failed)
+        print(f"locki: found in the journal: {entry.describe()}; resuming from what exists",
+              file=sys.stderr)
 
 
 async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool = False) -> None:
@@ -234,76 +313,24 @@ async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool 
         )
     if plan.changes:
         ctx.persist_identity()
-    journal = Journal(ctx.paths.journal)
-    journal.tidy()
-    ctx.state.tidy()
-    for entry in plan.interrupted:
-        log.warning("apply.resuming", address=entry.address, op=entry.op,
-                    sandbox=entry.sandbox, begun_by=entry.pid, failed=entry.failed)
-        print(f"locki: found in the journal: {entry.describe()}; resuming from what exists",
-              file=sys.stderr)
-    failures: list[tuple[Action, LockiError]] = []
-    done: list[Action] = []
-    stop = _Stop()
-
-    async def run_chain(actions: list[Action]) -> None:
-        for action in actions:
-            if stop.requested:
-                return
-            log.info("apply.start", address=action.address, op=action.op,
-                     action=action.kind.value, sandbox=action.sandbox)
-            progress(f"{SYMBOL[action.kind]} {action.address}: {action.reason}")
-            entry = journal.begin(action, force=force or action.resumes)
-            try:
-                with anyio.CancelScope(shield=True) as scope:
-                    stop.steps.add(scope)
-                    await retry_transient(_step(ctx, desired, action, force or action.resumes))
-            except LockiError as exc:
-                # info, not warning: the failure is reported once, at the end.
-                log.info("apply.failed", address=action.address, error=exc.message)
-                journal.failed(entry, exc.message)
-                failures.append((action, exc))
-                return  # later steps of this chain depend on this one
-            finally:
-                stop.steps.discard(scope)
-            crash.reached(f"step:{action.op}")
-            journal.done(entry)
-            done.append(action)
-
+    run = _Run(ctx, desired, force)
+    _resuming(ctx, run.journal, plan)
     changes = list(plan.changes)
-    first = [a for a in changes if a.sandbox is None]
-    chains: dict[str, list[Action]] = defaultdict(list)
-    for action in changes:
-        if action.sandbox is not None:
-            chains[action.sandbox].append(action)
-    limiter = anyio.CapacityLimiter(CONCURRENCY)
-
-    async def bounded(actions: list[Action]) -> None:
-        async with limiter:
-            await run_chain(actions)
-
-    async def body(everything: anyio.CancelScope) -> None:
-        await run_chain(first)
-        if not failures:
-            async with anyio.create_task_group() as tg:
-                for actions in chains.values():
-                    tg.start_soon(bounded, actions)
-        everything.cancel()  # stops the Ctrl-C watcher
-
     own_session = proc.OWN_SESSION.set(True)
     try:
         async with anyio.create_task_group() as outer:
-            outer.start_soon(stop.watch, outer.cancel_scope)
-            outer.start_soon(body, outer.cancel_scope)
+            outer.start_soon(run.stop.watch, outer.cancel_scope)
+            outer.start_soon(run.all, changes, outer.cancel_scope)
     finally:
         proc.OWN_SESSION.reset(own_session)
-    if stop.requested:
-        raise _interrupted(changes, done)
+    if run.stop.requested:
+        raise run.interrupted(changes)
     # What the dead run left is converged now, except in a sandbox that failed again:
     # those entries stay for the next run (and keep `locki gc` away).
-    failed = {a.sandbox for a, _ in failures}
-    journal.clear(e for e in plan.interrupted if None not in failed and e.sandbox not in failed)
-    if failures:
-        raise ApplyFailed(failures)
+    failed = {a.sandbox for a, _ in run.failures}
+    run.journal.clear(e for e in plan.interrupted
+                      if None not in failed and e.sandbox not in failed)
+    if run.failures:
+        raise ApplyFailed(run.failures)
     if plan.changes:
         log.info("apply.done", changes=len(plan.changes))

@@ -33,6 +33,13 @@ CRASH = "LOCKI_TEST_CRASH_AT"
 KILLED = -signal.SIGKILL
 
 
+def _repo_for(request: pytest.FixtureRequest, point: str) -> Path:
+    """The repo a case needs: a big one only where a kill must land inside git's work."""
+    name = "bulky" if point.startswith("midway:worktree") else "repo"
+    path: Path = request.getfixturevalue(name)
+    return path
+
+
 @pytest.fixture
 def bulky(repo: Path) -> Path:
     """The repo with 12000 files on its default branch: a checkout or a removal takes long
@@ -124,15 +131,16 @@ def _landed(locki: Locki, repo: Path, point: str) -> None:
 
 @pytest.mark.parametrize("point", CREATE_POINTS)
 def test_killed_while_creating_the_next_apply_converges(
-    locki: Locki, bulky: Path, point: str
+    locki: Locki, request: pytest.FixtureRequest, point: str
 ) -> None:
-    killed = locki("new", cwd=bulky, extra_env={CRASH: point})
+    where = _repo_for(request, point)
+    killed = locki("new", cwd=where, extra_env={CRASH: point})
     assert killed.returncode == KILLED, killed.stderr
-    _landed(locki, bulky, point)
+    _landed(locki, where, point)
 
-    healed = locki("apply", cwd=bulky)
+    healed = locki("apply", cwd=where)
     assert healed.returncode == 0, healed.stderr
-    ids = _agree(locki, bulky)
+    ids = _agree(locki, where)
     assert len(ids) == (0 if point.startswith("write:") else 1)
     if not point.startswith("write:"):
         assert "found in the journal" in healed.stderr
@@ -152,33 +160,34 @@ REMOVE_POINTS = [
 
 @pytest.mark.parametrize("point", REMOVE_POINTS)
 def test_killed_while_removing_the_next_apply_converges(
-    locki: Locki, bulky: Path, point: str
+    locki: Locki, request: pytest.FixtureRequest, point: str
 ) -> None:
-    made = locki("new", "--json", "--branch", "topic", cwd=bulky)
+    where = _repo_for(request, point)
+    made = locki("new", "--json", "--branch", "topic", cwd=where)
     assert made.returncode == 0, made.stderr
     sid = json.loads(made.stdout)["id"]
-    git(bulky, "branch", f"second#locki-{sid}", "origin/main")  # two branches to delete
+    git(where, "branch", f"second#locki-{sid}", "origin/main")  # two branches to delete
 
     # With --force git skips its own scan for changes, so a midway kill lands in the
     # deletion itself rather than in the scan before it.
     force = ["--force"] if point.startswith("midway:") else []
-    killed = locki("rm", "-m", sid, "--delete-branch", *force, cwd=bulky,
+    killed = locki("rm", "-m", sid, "--delete-branch", *force, cwd=where,
                    extra_env={CRASH: point})
     assert killed.returncode == KILLED, killed.stderr
     if point == "midway:worktree remove":
-        path = _worktree(locki, bulky, sid)
+        path = _worktree(locki, where, sid)
         left = sum(1 for _ in path.rglob("*.txt"))
         assert 0 < left < 12000  # half deleted: it looks like "uncommitted changes" now
-        shown = json.loads(locki("plan", "--json", cwd=bulky).stdout)
+        shown = json.loads(locki("plan", "--json", cwd=where).stdout)
         [removal] = [a for a in shown["actions"] if a["op"] == "worktree.remove"]
         assert removal["resumes"] and not removal["destructive"]
         assert [e["op"] for e in shown["interrupted"]] == ["worktree.remove"]
     if point == "branches.delete":
-        assert len(git(bulky, "branch", "--list", f"*#locki-{sid}").split()) == 1
+        assert len(git(where, "branch", "--list", f"*#locki-{sid}").split()) == 1
 
-    healed = locki("apply", cwd=bulky)
+    healed = locki("apply", cwd=where)
     assert healed.returncode == 0, healed.stderr
-    assert _agree(locki, bulky) == ({sid} if point.startswith("write:") else set())
+    assert _agree(locki, where) == ({sid} if point.startswith("write:") else set())
 
 
 @pytest.mark.parametrize("point", ["midway:image import", "image.import"])
@@ -287,4 +296,22 @@ def test_ctrl_c_stops_at_a_step_boundary(locki: Locki, repo: Path) -> None:
     healed = locki("apply", cwd=repo)
     assert healed.returncode == 0, healed.stderr
     assert "found in the journal" not in healed.stderr
+    assert len(_agree(locki, repo)) == 1
+
+
+def test_a_second_ctrl_c_stops_at_once_and_apply_still_converges(
+    locki: Locki, repo: Path
+) -> None:
+    run = _spawn(locki, repo, "new")
+    _journal_entry(locki)
+    os.killpg(run.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # the running step is cancelled, its entry stays
+    _, err = run.communicate(timeout=300)
+    # 130, or death by the second SIGINT itself when it lands as locki exits (a shell
+    # reports that as 130 too).
+    assert run.returncode in (130, -signal.SIGINT), err
+    assert "interrupted: " in err
+    healed = locki("apply", cwd=repo)
+    assert healed.returncode == 0, healed.stderr
     assert len(_agree(locki, repo)) == 1
