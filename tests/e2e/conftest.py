@@ -64,12 +64,12 @@ class Locki:
     def instances(self) -> list[dict[str, Any]]:
         """Every instance of the installation's project: sandboxes and templates."""
         out = incus("--project", self.project, "list", "--format", "json").stdout
-        result: list[dict[str, Any]] = json.loads(out)
+        result: list[dict[str, Any]] = json.loads(out) or []  # `null` when there are none
         return result
 
     def containers(self) -> list[dict[str, Any]]:
         """The sandboxes' containers (templates left out)."""
-        return [i for i in self.instances() if "user.locki.sandbox" in i.get("config", {})]
+        return [i for i in self.instances() if "user.locki.sandbox" in (i.get("config") or {})]
 
     def sandboxes(self, cwd: Path) -> list[dict[str, object]]:
         listing = self("list", "--json", cwd=cwd)
