@@ -82,7 +82,7 @@ def test_first_run_builds_the_vm_then_the_sandbox_in_it(lima_locki: Locki, repo:
                                                          str(data / "home")]
     assert all(m["writable"] for m in config["mounts"]) and "base" not in config
     assert sorted(p.name for p in _markers(lima_locki).iterdir()) == [
-        "access", "daemon", "network", "packages", "profile", "storage"]
+        "access", "cache", "daemon", "network", "packages", "profile", "storage"]
 
     # The container is real, reached through the forwarded socket; git in it goes
     # through the bridge socket Lima forwards into the VM.

@@ -58,7 +58,9 @@ def _wait(check: Callable[[], bool], seconds: float) -> bool:
 
 
 def _names(locki: Locki) -> set[str]:
-    return {str(c["name"]) for c in locki.containers()}
+    """Every instance in the project but locki's templates: foreign ones included."""
+    return {str(i["name"]) for i in locki.instances()
+            if not str(i["name"]).startswith("locki-template-")}
 
 
 def _foreign(locki: Locki) -> set[str]:
