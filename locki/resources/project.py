@@ -3,8 +3,8 @@
 Everything locki creates lives in `locki-<installation id>`, so two users (or two test
 runs) sharing one daemon never see each other's instances. The project shares the
 default project's images (an alias already imported works) and networks; it owns its
-profiles. The profile gives every sandbox a root disk, a NIC on an existing bridge and
-nesting (so docker and podman work inside).
+profiles. The profile gives every sandbox a root disk, a port-isolated NIC on an existing
+bridge and nesting (so docker and podman work inside).
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from locki.resources.model import Health, ProjectObs
 PROFILE = "locki"
 LABEL = "user.locki.installation"
 log = structlog.get_logger("locki.resources.project")
+# The sandboxes' NIC, less the bridge it joins. Port isolation: NICs that have it cannot
+# reach each other over the bridge (every locki sandbox, of any installation), only the
+# bridge's gateway (DNS, NAT) and ports without it.
+NIC = {"type": "nic", "name": "eth0", "security.port_isolation": "true"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def _profile_ok(profile: dict[str, Any], spec: ProjectSpec) -> bool:
     devices = profile.get("devices", {})
     return bool(
         devices.get("root", {}).get("type") == "disk"
-        and devices.get("eth0", {}).get("type") == "nic"
+        and NIC.items() <= devices.get("eth0", {}).items()
         and profile.get("config", {}) == spec.config()
         and all(devices.get(name) == want for name, want in spec.devices().items())
     )
@@ -115,11 +119,7 @@ async def ensure(incus: Incus, spec: ProjectSpec) -> None:
         "config": spec.config(),
         "devices": {
             "root": {"type": "disk", "path": "/", "pool": spec.storage_pool or default_pool},
-            "eth0": {
-                "type": "nic",
-                "name": "eth0",
-                "network": spec.network or default_network,
-            },
+            "eth0": {**NIC, "network": spec.network or default_network},
             **spec.devices(),
         },
     }
