@@ -247,10 +247,26 @@ def test_bridge_check_evaluates_the_policy_without_running_anything(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     state_file(f'[sandbox.abcd1234]\nrepo = "{repo}"\nbase = "main"\nimage = "img"\n')
+    assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--",
+                  "git", "status") == 1  # no worktree yet: the daemon could not open it
+    assert capsys.readouterr().out.startswith("denied: the worktree `")
+    worktree = repo.parent.parent / "home, ü x" / ".local/share/locki/worktrees"
+    worktree = worktree / f"{repo.name}-locki-abcd1234"
+    git(repo, "worktree", "add", "-q", "-b", "t#locki-abcd1234", str(worktree))
+    (worktree / "src").mkdir()
+    (worktree / "out").symlink_to("/etc")
     before = git(repo, "for-each-ref")
     assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--",
                   "git", "status") == 0
     assert capsys.readouterr().out.splitlines()[0] == "allowed"
+    # The cwd rule is the daemon's: inside the worktree, no `..`, no symlink followed.
+    for where, says in ((worktree / "src", "allowed"), ("/etc", "is not inside"),
+                        (worktree / "out", "symlinks are not followed"),
+                        (f"{worktree}/src/../..", "contains `..`")):
+        code = run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--cwd",
+                      str(where), "--", "git", "status")
+        assert code == (0 if says == "allowed" else 1), where
+        assert says in capsys.readouterr().out, where
     for argv in (["git", "push", "--mirror"], ["git", "-C", "/tmp", "status"],
                  ["git", "branch", "-D", "main"], ["git", "log", "--output=/tmp/x"]):
         assert run_in(repo, monkeypatch, "bridge", "check", "-m", "abcd", "--", *argv) == 1

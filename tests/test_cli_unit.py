@@ -117,3 +117,23 @@ def test_the_lean_path_counts_stopped_sandboxes_as_candidates(tmp_path: Path) ->
     assert _chosen(paths, boxes, "abce", repo) is None  # stopped: the full path starts it
     boxes["abce5678"]["state"] = "removed"
     assert _chosen(paths, boxes, None, repo) == "abcd1234"
+
+
+def test_a_guest_port_forwarded_again_keeps_its_lease(tmp_path: Path) -> None:
+    from locki.cli import forwards
+    from locki.core.errors import LockiError
+    from locki.state.models import DesiredState, Forward, SandboxSpec
+
+    spec = SandboxSpec(repo=tmp_path, base="main", image="img")
+    state = DesiredState(sandbox={"abcd1234": spec})
+    first = forwards.merge(state, "abcd1234", [], [":4000", ":4001"])
+    assert [f.guest for f in first] == [4000, 4001]
+    assert forwards.merge(state, "abcd1234", first, [":4000", ":4001", ":4000"]) == first
+    # An explicit host port is a new forward to the same guest port, as asked.
+    explicit = forwards.merge(state, "abcd1234", first, ["23999:4000"])
+    assert explicit == [*first, Forward(host=23999, guest=4000)]
+    # The cap counts forwards, so asking again at the cap is still an answer.
+    full = forwards.merge(state, "abcd1234", [], [f":{4000 + n}" for n in range(32)])
+    assert forwards.merge(state, "abcd1234", full, [":4000"]) == full
+    with pytest.raises(LockiError, match="at most 32 forwards"):
+        forwards.merge(state, "abcd1234", full, [":5000"])

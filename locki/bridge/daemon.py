@@ -79,6 +79,7 @@ async def run(paths: Paths, version: str, background: Background | None = None) 
         done, _ = await asyncio.wait([extra], timeout=DRAIN_SECONDS)
         if not done:
             extra.cancel()
+    bridge.close()
     log.info("bridge.stopped", unfinished=bridge.active)
     return 0
 

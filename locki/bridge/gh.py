@@ -89,6 +89,27 @@ API = _syntax(
         "-H": "is not supported here"})
 
 
+_N, _SEG = "[0-9]+", "[^/]+"
+# The read endpoints under repos/<owner>/<repo>/ an agent needs for its PR work, and no
+# others: secrets, variables, hooks, keys, releases, workflows, settings stay refused.
+API_READS = tuple(re.compile(pattern) for pattern in (
+    "pulls", f"pulls/{_N}", f"pulls/{_N}/(comments|reviews|files|commits|requested_reviewers)",
+    f"pulls/{_N}/reviews/{_N}(/comments)?", f"pulls/comments(/{_N})?",
+    "issues", f"issues/{_N}", f"issues/{_N}/(comments|events|labels|timeline)",
+    f"issues/(comments|events)(/{_N})?", "labels", "milestones",
+    "commits", f"commits/{_SEG}", f"commits/{_SEG}/(check-runs|check-suites|status|statuses"
+    "|pulls)", f"check-runs/{_N}(/annotations)?", f"check-suites/{_N}(/check-runs)?",
+    f"statuses/{_SEG}", "actions/runs", f"actions/runs/{_N}(/jobs|/logs)?",
+    f"actions/runs/{_N}/attempts/{_N}(/jobs|/logs)?", f"actions/jobs/{_N}(/logs)?",
+    "branches", f"branches/{_SEG}", "tags", "compare/.+", "contents(/.*)?", "readme",
+    "git/(refs|matching-refs)(/.*)?", "git/ref/.+",
+    f"git/(trees|blobs|commits|tags)/{_SEG}",
+))
+API_READ_NAMES = ("pulls and their comments, reviews, files, commits; issues and comments; "
+                  "commits, check-runs, check-suites, statuses; actions runs, jobs, logs; "
+                  "branches, tags, compare, contents, git refs, trees, blobs")
+
+
 def _selector(words: Sequence[str], caller: Caller, *, reads: bool) -> str:
     """A PR named by number or branch; the current branch when none is named."""
     if len(words) > 1:
@@ -177,11 +198,17 @@ def _api(args: Sequence[str], caller: Caller) -> Decision:
     endpoint = words[0].lstrip("/")
     _, owner, repo = (caller.github or "//").split("/")
     here = (f"repos/{owner}/{repo}/", "repos/{owner}/{repo}/")
-    parts = endpoint.split("?")[0].split("/")
+    path = endpoint.split("?")[0]
+    parts = path.split("/")
     if (not endpoint.startswith(here) or not _ENDPOINT.fullmatch(endpoint)
             or ".." in parts or "" in parts[:-1]):
         raise Denied(f"`{words[0]}`: gh api may read this repository only "
                      f"(repos/{owner}/{repo}/...)")
+    rest = "/".join(parts[3:]).rstrip("/")
+    if not any(read.fullmatch(rest) for read in API_READS):
+        raise Denied(f"`{words[0]}`: gh api reads only what PR work needs ({API_READ_NAMES});"
+                     " secrets, variables, hooks, releases, workflows and settings are "
+                     "refused")
     return allow(_emit("api", "", parsed, [endpoint]), freeze=False)
 
 
@@ -215,7 +242,8 @@ FORMS: dict[str, tuple[Handler, str]] = {
                  "gh run view [<run-id>] [--job <id>] [--log|--log-failed]"),
     "run list": (_read("run", "list", RUN_LIST, takes=""), "gh run list [<filters>]"),
     "auth status": (_auth, "gh auth status"),
-    "api": (_api, "gh api repos/{owner}/{repo}/<path> (GET only)"),
+    "api": (_api, "gh api repos/{owner}/{repo}/<pulls|issues|commits|check-runs|"
+                  "actions/runs|contents|...> (GET only)"),
 }
 NAMED_REFUSALS = {
     "secret": "manages CI secrets", "variable": "manages CI variables",

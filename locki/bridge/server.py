@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -46,6 +47,7 @@ from locki.bridge.facts import RepoFacts, gather
 from locki.bridge.model import StashPlan
 from locki.core import activity, files, git, runtime
 from locki.core.errors import LockiError
+from locki.core.log import rotating_file
 from locki.core.paths import Paths, include_mount
 from locki.state.models import SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
@@ -176,6 +178,16 @@ def open_file_inside(root: Path, path: Path) -> int:
     return fd
 
 
+DENY_LOG_BYTES = 1_000_000  # then rotated, three generations kept
+DENY_LOG_WORD, DENY_LOG_WORDS, DENY_LOG_REASON = 256, 64, 1024
+
+
+def _clip(text: str, limit: int = DENY_LOG_WORD) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters not logged]"
+
+
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
@@ -260,6 +272,7 @@ class Bridge:
         self._writers: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(max_processes)
         self._own_slots: dict[str, asyncio.Semaphore] = {}
+        self._denied: logging.Handler | None = None
         self.freezer = freeze.Freezer(runtime.incus_api(paths, _configured_runtime(paths)))
         found = shutil.which("git", path=git.host_env().get("PATH"))
         if found is None:
@@ -280,18 +293,31 @@ class Bridge:
         return Sandbox(sandbox_id, spec.repo, root, includes=includes)
 
     def deny_log(self, sandbox_id: str, cwd: str, args: Sequence[str], reason: str) -> None:
+        """One JSON line per denial in the rotated `denied-commands.log`; long words are cut
+        (`DENY_LOG_WORD` characters each, at most `DENY_LOG_WORDS` words) so that hostile
+        argv cannot grow it without limit."""
+        words = [_clip(a) for a in args[:DENY_LOG_WORDS]]
+        if len(args) > DENY_LOG_WORDS:
+            words.append(f"...[{len(args) - DENY_LOG_WORDS} more words not logged]")
         entry = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "sandbox": sandbox_id, "cwd": cwd, "argv": list(args), "reason": reason,
+            "sandbox": sandbox_id, "cwd": _clip(cwd), "argv": words,
+            "reason": _clip(reason, DENY_LOG_REASON),
         }
-        line = json.dumps(entry, ensure_ascii=True) + "\n"  # surrogates escaped, one line
-        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.paths.state_dir / "denied-commands.log",
-                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, line.encode())  # one O_APPEND write: lines never interleave
-        finally:
-            os.close(fd)
+        if self._denied is None:
+            self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+            self._denied = rotating_file(self.paths.state_dir / "denied-commands.log",
+                                         max_bytes=DENY_LOG_BYTES)
+            self._denied.setFormatter(logging.Formatter("%(message)s"))
+        # surrogates escaped, one line per entry; the handler's lock keeps lines whole
+        self._denied.handle(logging.makeLogRecord(
+            {"msg": json.dumps(entry, ensure_ascii=True), "levelno": logging.WARNING}))
+
+    def close(self) -> None:
+        """Close the denied log (the daemon's last step)."""
+        if self._denied is not None:
+            self._denied.close()
+            self._denied = None
 
     async def serve(self, process: asyncssh.SSHServerProcess[bytes], key: asyncssh.SSHKey) -> None:
         """One session, start to exit status; errors become a message, never a hang."""

@@ -8,6 +8,7 @@ own code through, 125 when locki failed before running it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,14 @@ async def cmd_bridge_check(ctx: Context, *, match: str | None, cwd: Path | None,
     chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
     root = ctx.worktree(chosen.sandbox_id, chosen.spec)
     where = (cwd or root).absolute()
+    try:  # the daemon's own cwd rule: inside the worktree, no `..`, no symlink followed
+        os.close(server.open_inside(root, str(where)))
+    except server.Refused as exc:
+        print(f"denied: {exc}")
+        return 1
+    except OSError as exc:
+        print(f"denied: the worktree `{root}` cannot be opened: {exc.strerror}")
+        return 1
     # The same repository facts the daemon gathers (remotes, HEAD, gh's repository),
     # from local config only: nothing here reaches the network.
     admin = hostgit.admin_dir(await hostgit.common_dir(chosen.spec.repo), root)

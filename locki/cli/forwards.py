@@ -34,6 +34,9 @@ def merge(state: DesiredState, sandbox_id: str, current: Sequence[Forward],
           specs: Sequence[str], *, lease_if_taken: bool = False) -> list[Forward]:
     """`current` plus the forwards `specs` ask for, each host port checked or leased.
 
+    `:GUEST` for a guest port that already has a forward keeps that one (idempotent: run
+    twice, it leases nothing new).
+
     With `lease_if_taken` (a repo's default forwards, shared by all its sandboxes), a
     host port already in use is replaced by a leased one instead of refused.
     """
@@ -45,10 +48,15 @@ def merge(state: DesiredState, sandbox_id: str, current: Sequence[Forward],
         if not 1 <= guest <= 65535:
             raise LockiError(f"`{spec}`: port {guest} inside the sandbox is out of range")
         mine = {f.host for f in result}
+        if host is None and any(f.guest == guest for f in result):
+            continue  # `:GUEST` again: the forward it already has is the answer
         if lease_if_taken and host is not None and (
                 host in others or (host not in mine and not ports.free(host))):
             host = None
         if host is None:
+            # Shortcoming: a port taken between this check and Incus binding it fails the
+            # apply with Incus's error instead of leasing another; a retry needs the apply
+            # to report which device failed to bind. Rare (the window is one converge).
             host = ports.lease(set(others) | mine)
         elif host < 1024:
             raise LockiError(f"`{spec}`: host ports below 1024 are refused",

@@ -6,8 +6,10 @@ keeps everything from debug up; the console shows warnings, or info with `-v`.
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +21,22 @@ _shared: list[structlog.types.Processor] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
+    """A size-rotated file whose every generation is created 0600 (logs name commands)."""
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
+def rotating_file(path: Path, *, max_bytes: int = 5_000_000,
+                  backups: int = 3) -> logging.handlers.RotatingFileHandler:
+    """A handler writing to `path`, rotated to `path.1` ... `path.<backups>` at `max_bytes`."""
+    return _PrivateRotatingFile(path, maxBytes=max_bytes, backupCount=backups,
+                                encoding="utf-8")
 
 
 def configure(log_dir: Path | None, *, verbose: bool = False,
@@ -48,9 +66,7 @@ def configure(log_dir: Path | None, *, verbose: bool = False,
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             log_file = log_dir / filename
-            handler = logging.handlers.RotatingFileHandler(
-                log_file, maxBytes=5_000_000, backupCount=3, encoding="utf-8"
-            )
+            handler = rotating_file(log_file)
         except OSError:
             log_file = None
         else:

@@ -134,3 +134,39 @@ def test_an_agent_forwards_its_own_port_through_the_bridge(locki: Locki, repo: P
         assert "denied" in denied.stderr
     assert {b["id"]: b["forwards"] for b in locki.sandboxes(repo)} == {
         k: v["forwards"] for k, v in boxes.items()}
+
+
+def test_forwards_from_inside_are_idempotent_and_capped(locki: Locki, repo: Path) -> None:
+    me = json.loads(locki("new", "--json", cwd=repo).stdout)["id"]
+
+    def inside(*specs: str) -> tuple[int, str, str]:
+        done = locki("x", "-m", me, "--", "locki", "port-forward", *specs, cwd=repo)
+        return done.returncode, done.stdout, done.stderr
+
+    code, first, err = inside(":8000")
+    assert code == 0, err
+    # `:8000` again, from inside or from the host: the same lease, nothing new.
+    assert inside(":8000") == (0, first, "")
+    [again] = json.loads(locki("pf", "-m", me, ":8000", "--json", cwd=repo).stdout)
+    [box] = locki.sandboxes(repo)
+    assert box["forwards"] == [{"host": again["host"], "guest": 8000}]
+    assert first.split()[0] == again["url"]
+
+    # The per-sandbox cap holds on the bridged path: 32 forwards, then a clear refusal.
+    for batch in range(3):
+        code, _, err = inside(*(f":{9000 + 8 * batch + n}" for n in range(8)))
+        assert code == 0, err
+    assert inside(*(f":{9100 + n}" for n in range(8)))[0] == 1  # would make 33
+    code, _, err = inside(*(f":{9100 + n}" for n in range(7)))
+    assert code == 0, err
+    code, _, err = inside(":9999")
+    assert code == 1 and "at most 32 forwards" in err, err
+    assert inside(":8000")[0] == 0  # already forwarded: still an answer at the cap
+    [box] = locki.sandboxes(repo)
+    forwarded = box["forwards"]
+    assert isinstance(forwarded, list) and len(forwarded) == 32
+    assert len({f["host"] for f in forwarded}) == len({f["guest"] for f in forwarded}) == 32
+    devices = incus("--project", locki.project, "config", "device", "list",
+                    f"locki-{me}").stdout.split()
+    assert len([d for d in devices if d.startswith("locki-fwd4-")]) == 32
+    assert locki("rm", "--force", "-m", me, cwd=repo).returncode == 0
