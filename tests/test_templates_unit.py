@@ -33,11 +33,12 @@ def test_a_step_version_follows_its_content() -> None:
 
 
 def test_the_key_follows_image_and_repo_setup() -> None:
-    base = provision.template_key("fp1", ["echo a"])
-    assert base == provision.template_key("fp1", ["echo a"])
-    assert base != provision.template_key("fp2", ["echo a"])
-    assert base != provision.template_key("fp1", ["echo b"])
-    assert base != provision.template_key("fp1", [])
+    base = provision.template_key("fp1", ["echo a"], "ins1")
+    assert base == provision.template_key("fp1", ["echo a"], "ins1")
+    assert base != provision.template_key("fp2", ["echo a"], "ins1")
+    assert base != provision.template_key("fp1", ["echo b"], "ins1")
+    assert base != provision.template_key("fp1", [], "ins1")
+    assert base != provision.template_key("fp1", ["echo a"], "ins2")  # no shared DNS name
 
 
 def test_environment_survives_quotes_in_paths() -> None:

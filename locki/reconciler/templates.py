@@ -59,7 +59,8 @@ async def want(ctx: Context, spec: SandboxSpec, *, image_ids: dict[str, str] | N
     setup = _repo_setup(spec.repo)
     steps = provision.steps(cache_dir=ctx.paths.cache, worktrees=ctx.paths.worktrees,
                             repo_setup=setup, cgroup_v1=_cgroup_v1())
-    return Want(provision.template_key(cache[ref], setup), spec.image, cache[ref], steps)
+    key = provision.template_key(cache[ref], setup, ctx.installation_id)
+    return Want(key, spec.image, cache[ref], steps)
 
 
 async def wants(ctx: Context, desired: DesiredState) -> tuple[dict[str, Want], dict[str, str]]:

@@ -109,8 +109,11 @@ class Want:
         return {step.name: step.version for step in self.steps}
 
 
-def template_key(image_id: str, repo_setup: Sequence[str]) -> str:
-    text = "\0".join([image_id, SETUP_VERSION, *repo_setup])
+def template_key(image_id: str, repo_setup: Sequence[str], installation_id: str) -> str:
+    """The template's identity. The installation is part of it so that two installations
+    on one daemon never name a template alike: instance names are DNS names on the
+    shared bridge, and Incus refuses a second one across projects."""
+    text = "\0".join([image_id, SETUP_VERSION, *repo_setup, installation_id])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
