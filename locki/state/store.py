@@ -132,6 +132,8 @@ class DesiredEditor:
         entry["state"] = state
         if delete_branches:
             entry["delete_branches"] = True
+        elif "delete_branches" in entry:
+            del entry["delete_branches"]
 
     def set_forwards(self, sandbox_id: str, forwards: list[Forward]) -> None:
         entry = self._sandboxes()[sandbox_id]
