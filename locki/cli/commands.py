@@ -174,7 +174,9 @@ async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
         )
     with ctx.state.edit() as editor:
         before = editor.state.sandbox[sid]
-        editor.set_state(sid, "removed", delete_branches=delete_branch)
+        # With --force, written down first: a kill before the first journal entry
+        # leaves a removal the next apply finishes without asking again.
+        editor.set_state(sid, "removed", delete_branches=delete_branch, discard_work=force)
     try:
         await converge(ctx, scope=frozenset({sid}), force=force)
     except DestroysWork:
@@ -182,7 +184,8 @@ async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
         # the sandbox stays as it was, selectable and guarded.
         with ctx.state.edit() as editor:
             if editor.state.sandbox.get(sid) is not None:
-                editor.set_state(sid, before.state, delete_branches=before.delete_branches)
+                editor.set_state(sid, before.state, delete_branches=before.delete_branches,
+                                 discard_work=before.discard_work)
         raise
     kept = "its branches were deleted" if delete_branch else "its branches are kept"
     print(f"removed sandbox {sid} ({kept})")

@@ -119,6 +119,12 @@ class SandboxSpec(_Strict):
         default=False,
         description="With state `removed`: also delete the sandbox's `*#locki-<id>` branches.",
     )
+    discard_work: bool = Field(
+        default=False,
+        description="With state `removed`: `locki remove --force` asked for it, so the "
+        "removal goes on (after an interruption too) without asking again, even over "
+        "uncommitted or unpushed work.",
+    )
     include: dict[str, Include] = Field(
         default_factory=dict,
         description="Other repositories' worktrees, by folder name under `.locki/include/`.",
