@@ -89,6 +89,47 @@ def test_broken_desired_state(
     assert snapshot(incus_runtime) == before
 
 
+def _hostile(repo: Path, key: str, value: str, *, include: bool = False) -> str:
+    """A sandbox (or its include) whose `key` holds `value`; the rest is valid."""
+    fields = {"base": "victim2", "branch": "untitled#locki-abcd1237", key: value}
+    text = (f'[sandbox.abcd1237]\nrepo = "{repo}"\nbase = "main"\nimage = "locki-test"\n'
+            'state = "stopped"\n')
+    if include:
+        return text + (f'[sandbox.abcd1237.include.lib]\nrepo = "{repo}"\n'
+                       f'base = "{fields["base"]}"\nbranch = "{fields["branch"]}"\n')
+    return text.replace('base = "main"\n',
+                        f'base = "{fields["base"]}"\nbranch = "{fields["branch"]}"\n')
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "include"),
+    [("branch", "-D", False), ("base", "--output=OUT", False), ("branch", "a..b", False),
+     ("base", "-D", False), ("branch", "-D", True), ("base", "--output=OUT", True)],
+    ids=["branch-option", "base-option", "branch-dotdot", "base-dash", "include-branch",
+         "include-base"],
+)
+@pytest.mark.parametrize("command", [["apply"], ["plan"], ["list"]])
+def test_option_shaped_names_never_reach_git(
+    state_file: State, incus_runtime: Path, repo: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    key: str, value: str, include: bool, command: list[str],
+) -> None:
+    git(repo, "branch", "victim2", "origin/main")
+    out = tmp_path / "written-by-git"
+    path = state_file(_hostile(repo, key, value.replace("OUT", str(out)), include=include))
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, *command) == 1
+    err = capsys.readouterr().err
+    where = "sandbox.abcd1237.include.lib" if include else "sandbox.abcd1237"
+    assert str(path) in err
+    assert f"key `{where}.{key}`" in err
+    assert "may not start with `-`" in err
+    assert "hint:" in err and "Traceback" not in err
+    assert snapshot(incus_runtime) == before
+    assert "victim2" in git(repo, "branch", "--list", "victim2")
+    assert not out.exists()
+
+
 def test_detailed_exitcode_turns_every_failure_into_1(
     state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

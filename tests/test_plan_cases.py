@@ -79,7 +79,8 @@ def _observed(data: dict[str, Any], desired_ids: set[str], live: set[str]) -> Ob
 def _entry(e: dict[str, Any]) -> Entry:
     """A journal entry left by a run that died: what it was doing is all a case gives."""
     return Entry(address=e["address"], op=e["op"], sandbox=e.get("sandbox"), item=None,
-                 pid=4242, host="host", command="locki rm", started=0.0)
+                 pid=4242, host="host", command="locki rm", started=0.0,
+                 force=e.get("force", False))
 
 
 def _want(key: str, data: dict[str, Any]) -> Want:

@@ -51,6 +51,25 @@ def test_create_observe_remove(repo: Path, tmp_path: Path) -> None:
     assert f"untitled#locki-{SID}" in git(repo, "branch", "--list")
 
 
+@pytest.mark.parametrize(("base", "branch"), [
+    ("victim2", "-D"), ("--output=OUT", None), ("-D", None), ("victim2", "--force"),
+])
+def test_option_shaped_base_or_branch_is_never_an_option(
+    repo: Path, tmp_path: Path, base: str, branch: str | None,
+) -> None:
+    """Past the models' check (a driver called directly), git still reads them as names."""
+    git(repo, "branch", "victim2", "origin/main")
+    out = tmp_path / "written-by-git"
+    path = tmp_path / f"project-locki-{SID}"
+    with pytest.raises(LockiError):
+        anyio.run(lambda: worktree.create(repo, path, SID, base.replace("OUT", str(out)),
+                                          branch=branch))
+    assert git(repo, "rev-parse", "victim2") == git(repo, "rev-parse", "origin/main")
+    assert not out.exists()
+    assert not path.exists()
+    assert "-D" not in git(repo, "branch", "--list")
+
+
 def test_create_again_reuses_the_branch(repo: Path, tmp_path: Path) -> None:
     path = tmp_path / f"project-locki-{SID}"
     anyio.run(worktree.create, repo, path, SID, "origin/main")

@@ -11,13 +11,8 @@ import unicodedata
 from pathlib import Path
 
 from locki.bridge.model import Caller, Denied
+from locki.core.refs import refname_problem as refname_problem  # re-exported for the bridge
 
-# Characters git's refname rules forbid anywhere in a ref (see git-check-ref-format).
-_REF_FORBIDDEN = set(" ~^:?*[\\")
-# Unicode categories refused in branch names: controls, invisible formatting (bidi
-# overrides make `git branch` output lie to the human reviewing it), surrogates from
-# non-UTF-8 bytes, private use, unassigned, and separators.
-_BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
 _MAX_LEN = 4096
 
 
@@ -35,26 +30,6 @@ def check_rev(value: str, what: str = "revision") -> str:
     if has_control(value) or len(value) > _MAX_LEN:
         raise Denied(f"{what} {value!r} contains control or non-UTF-8 characters")
     return value
-
-
-def refname_problem(name: str) -> str | None:
-    """Why `refs/heads/<name>` breaks git's refname rules, or None if it is valid."""
-    if not name or name == "@" or name == "HEAD" or name.startswith("-"):
-        return "is not a usable branch name"
-    if any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in name):
-        return "contains control, invisible, space or non-UTF-8 characters"
-    if any(ch in _REF_FORBIDDEN for ch in name):
-        return "contains one of the characters space ~ ^ : ? * [ \\"
-    if ".." in name or "@{" in name:
-        return "contains `..` or `@{`"
-    if name.startswith("/") or name.endswith("/") or "//" in name:
-        return "has an empty path component"
-    if name.endswith("."):
-        return "ends with `.`"
-    for part in name.split("/"):
-        if part.startswith(".") or part.endswith(".lock"):
-            return "has a component starting with `.` or ending with `.lock`"
-    return None
 
 
 def check_own_branch(name: str, caller: Caller) -> str:

@@ -23,7 +23,7 @@ from locki.core import activity, sandbox_exec
 from locki.core import git as hostgit
 from locki.core.errors import LockiError, RuntimeUnreachable, UsageError
 from locki.core.paths import Paths
-from locki.reconciler.apply import apply
+from locki.reconciler.apply import DestroysWork, apply
 from locki.reconciler.context import Context
 from locki.reconciler.converge import after_vm, converge, preview
 from locki.reconciler.model import Plan
@@ -161,16 +161,33 @@ async def cmd_remove(ctx: Context, *, match: str | None, force: bool,
                           interactive=interactive, removing_too=True)
     sid, spec = chosen.sandbox_id, chosen.spec
     path = ctx.worktree(sid, spec)
+    # Checked before anything is written: a refused removal changes nothing.
     found = await worktree.observe(spec.repo, {sid: path}, check_work={sid: delete_branch})
     risk = found[sid].at_risk if found[sid].health is Health.OK else None
-    if risk and not force:
+    risks = [f"{risk} (worktree `{path}`)"] if risk else []
+    for name in sorted(spec.include):
+        lost = await include.work_at_risk(ctx, sid, spec, name, branches_go=delete_branch)
+        risks += [f"include `{name}`: {lost}"] if lost else []
+    if risks and not force:
         raise LockiError(
-            f"sandbox {sid} would lose work: {risk} (worktree `{path}`)",
+            f"sandbox {sid} would lose work: " + "; ".join(risks),
             hint="commit and push, or pass --force to delete it anyway",
         )
     with ctx.state.edit() as editor:
-        editor.set_state(sid, "removed", delete_branches=delete_branch)
-    await converge(ctx, scope=frozenset({sid}), force=force)
+        before = editor.state.sandbox[sid]
+        # With --force, written down first: a kill before the first journal entry
+        # leaves a removal the next apply finishes without asking again.
+        editor.set_state(sid, "removed", delete_branches=delete_branch, discard_work=force)
+    try:
+        await converge(ctx, scope=frozenset({sid}), force=force)
+    except DestroysWork:
+        # Work appeared after the check (the agent kept writing): undo the edit, so
+        # the sandbox stays as it was, selectable and guarded.
+        with ctx.state.edit() as editor:
+            if editor.state.sandbox.get(sid) is not None:
+                editor.set_state(sid, before.state, delete_branches=before.delete_branches,
+                                 discard_work=before.discard_work)
+        raise
     kept = "its branches were deleted" if delete_branch else "its branches are kept"
     print(f"removed sandbox {sid} ({kept})")
     return 0

@@ -151,6 +151,18 @@ async def _add(ctx: Context, sid: str, source: Path) -> str:
     return name
 
 
+async def work_at_risk(ctx: Context, sid: str, spec: SandboxSpec, name: str, *,
+                       branches_go: bool) -> str | None:
+    """What removing include `name` would lose (uncommitted changes, commits on no other
+    ref; its `*#locki-<id>` branches not counted when `branches_go`), or None."""
+    include = spec.include[name]
+    path = ctx.include(sid, spec, name)
+    key = f"{sid}/{name}"
+    found = await worktree.observe(include.repo, {key: path}, check_work={key: branches_go})
+    risk = found[key].at_risk if found[key].health is Health.OK else None
+    return f"{risk} (worktree `{path}`)" if risk else None
+
+
 async def _remove(ctx: Context, sid: str, name: str, *, force: bool) -> None:
     spec = ctx.read_desired().sandbox[sid]
     include = spec.include.get(name)
@@ -158,12 +170,9 @@ async def _remove(ctx: Context, sid: str, name: str, *, force: bool) -> None:
         known = ", ".join(f"`{n}`" for n in sorted(spec.include)) or "none"
         raise LockiError(f"sandbox {sid} has no include `{name}`",
                          hint=f"its includes: {known}")
-    path = ctx.include(sid, spec, name)
-    key = f"{sid}/{name}"
-    found = await worktree.observe(include.repo, {key: path}, check_work={key: False})
-    risk = found[key].at_risk if found[key].health is Health.OK else None
+    risk = await work_at_risk(ctx, sid, spec, name, branches_go=False)
     if risk and not force:
-        raise LockiError(f"include `{name}` would lose work: {risk} (worktree `{path}`)",
+        raise LockiError(f"include `{name}` would lose work: {risk}",
                          hint="commit and push, or pass --force to remove it anyway")
     with ctx.state.edit() as editor:
         editor.set_include_state(sid, name, "removed")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from locki.core import proc
 from locki.core.errors import LockiError
+from locki.core.refs import refname_problem
 
 # Kept from the user's environment: identity, locale, and what push credentials need.
 _KEEP = ("HOME", "PATH", "USER", "LOGNAME", "LANG", "LC_ALL", "SSH_AUTH_SOCK", "TZ")
@@ -103,8 +104,10 @@ async def default_branch(repo: Path) -> str:
 
 
 async def valid_branch_name(name: str) -> bool:
-    """Whether git accepts `name` as a branch name (`git check-ref-format --branch`)."""
-    if name.startswith("-") or "\0" in name:
+    """Whether git accepts `name` as a branch name (`git check-ref-format --branch`), and
+    so does the desired state's stricter lexical check (no control or invisible
+    characters, no leading `-`)."""
+    if refname_problem(name) is not None:
         return False
     result = await proc.run(["git", "check-ref-format", "--branch", name], env=host_env(),
                             check=False)

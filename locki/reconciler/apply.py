@@ -54,6 +54,10 @@ class ApplyFailed(LockiError):
         self.failures = failures
 
 
+class DestroysWork(LockiError):
+    """The plan holds actions that destroy work, and --force was not given."""
+
+
 async def _vm_step(ctx: Context, op: str) -> None:
     limactl = ctx.limactl
     assert limactl is not None, "a VM action is only planned for the Lima runtime"
@@ -307,7 +311,7 @@ async def apply(ctx: Context, desired: DesiredState, plan: Plan, *, force: bool 
     blocked = [a for a in plan.destructive if not force]
     if blocked:
         listing = "\n  ".join(f"{a.address}: {a.reason}" for a in blocked)
-        raise LockiError(
+        raise DestroysWork(
             f"the plan would destroy work:\n  {listing}",
             hint="look at `locki plan`; rerun with --force if that is what you want",
         )

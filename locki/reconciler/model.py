@@ -73,7 +73,8 @@ class Action:
     sandbox: str | None = None
     destructive: bool = False
     item: str | None = None  # the sub-resource acted on: an include's name, a device's
-    # Finishes an action the journal shows interrupted; its guard passed when it began.
+    # Finishes an action the journal shows interrupted (its guard passed when it began),
+    # or part of a removal forced with --force: run with --force, never asked again.
     resumes: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -47,21 +47,35 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
     unknown = [f"runtime: {observed.runtime_reason}"] if not observed.runtime_known else []
     unknown += [f"sandbox {sid}: {w.reason}" for sid, w in sorted(observed.worktrees.items())
                 if w.health is Health.UNKNOWN]
-    return Plan(tuple(_resume(actions, observed)), tuple(unknown),
+    return Plan(tuple(_resume(actions, desired, observed)), tuple(unknown),
                 interrupted=observed.interrupted, in_flight=observed.in_flight)
 
 
-def _resume(actions: list[Action], observed: Observed) -> list[Action]:
+def _resume(actions: list[Action], desired: DesiredState,
+            observed: Observed) -> list[Action]:
     """Removals the journal shows interrupted are finished without asking again.
 
     Their guard (no work to lose, or --force) passed when they began; what looks like
-    uncommitted work now is the half-deleted folder itself.
+    uncommitted work now is the half-deleted folder itself. A sandbox whose removal was
+    forced (`discard_work`, written by `remove --force` before it converges, or a journal
+    entry begun with --force) has every deletion finished with --force.
     """
     begun = {(e.address, e.op) for e in observed.interrupted if e.op in RESUMED_WITHOUT_ASKING}
-    return [replace(a, resumes=True, destructive=False,
-                    reason=f"finish the interrupted removal ({a.reason})")
-            if a.kind is Kind.DELETE and (a.address, a.op) in begun else a
-            for a in actions]
+    gone = {sid for sid, spec in desired.sandbox.items() if spec.state == "removed"}
+    forced = {sid for sid in gone if desired.sandbox[sid].discard_work}
+    forced |= {e.sandbox for e in observed.interrupted
+               if e.force and e.sandbox is not None
+               and (e.sandbox in gone or e.sandbox not in desired.sandbox)}
+    resumed: list[Action] = []
+    for a in actions:
+        if a.kind is Kind.DELETE and (a.address, a.op) in begun:
+            a = replace(a, resumes=True, destructive=False,
+                        reason=f"finish the interrupted removal ({a.reason})")
+        elif a.kind is Kind.DELETE and a.sandbox in forced:
+            why = f"removal forced with --force ({a.reason})" if a.destructive else a.reason
+            a = replace(a, resumes=True, destructive=False, reason=why)
+        resumed.append(a)
+    return resumed
 
 
 def _vm(observed: Observed, *, needed: bool) -> Action:

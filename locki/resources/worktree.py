@@ -250,10 +250,11 @@ async def create(repo: Path, path: Path, sandbox_id: str, base: str, *,
     exists = await git.git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}",
                            check=False)
     if not exists.ok:
-        await git.git(repo, "branch", "--no-track", branch, base)
+        # `--end-of-options`: the names come from a file the user may edit by hand.
+        await git.git(repo, "branch", "--no-track", "--end-of-options", branch, base)
         log.info("branch.created", sandbox=sandbox_id, branch=branch, base=base)
         crash.reached("branch.create")
-    await git.git(repo, "worktree", "add", str(partial), branch)
+    await git.git(repo, "worktree", "add", "--end-of-options", str(partial), branch)
     crash.reached("worktree.add")
     # Shortcoming: `git worktree move` renames the folder, then rewrites git's record of
     # it; a kill between those two system calls leaves a folder git does not know

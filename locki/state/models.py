@@ -19,6 +19,29 @@ from pydantic import (
     field_validator,
 )
 
+from locki.core.refs import base_problem, refname_problem
+
+
+def _branch(value: str | None) -> str | None:
+    problem = refname_problem(value) if value is not None else None
+    if problem:
+        raise ValueError(f"branch `{value}` {problem} (git's rules for branch names; "
+                         "and it may not start with `-`)")
+    return value
+
+
+def _base(value: str) -> str:
+    problem = base_problem(value)
+    if problem:
+        raise ValueError(f"base `{value}` {problem}: give a branch, remote-tracking branch, "
+                         "tag or commit id (it may not start with `-`)")
+    return value
+
+
+# Both reach host git's command line: a value starting with `-` would be an option.
+BranchName = Annotated[str | None, AfterValidator(_branch)]
+BaseRef = Annotated[str, AfterValidator(_base)]
+
 
 def _absolute(value: Path) -> Path:
     if not value.is_absolute():
@@ -63,8 +86,8 @@ class Include(_Strict):
 
     repo: AbsolutePath = Field(
         description="Absolute path of the included repository's main checkout.")
-    base: str = Field(description="The ref its branch was created from.")
-    branch: str | None = Field(
+    base: BaseRef = Field(description="The ref its branch was created from.")
+    branch: BranchName = Field(
         default=None,
         description="The branch its worktree starts on (default `untitled#locki-<id>`, "
         "another `<stem>#locki-<id>` when that one is checked out elsewhere).",
@@ -78,13 +101,13 @@ class SandboxSpec(_Strict):
     """One sandbox: a worktree of `repo` on its own branch, and a container."""
 
     repo: AbsolutePath = Field(description="Absolute path of the primary checkout.")
-    base: str = Field(description="The ref the sandbox branch was created from.")
+    base: BaseRef = Field(description="The ref the sandbox branch was created from.")
     image: str = Field(description="Incus image: a remote reference or a local alias.")
     state: RunState = Field(
         default="running",
         description="running or stopped; `removed` marks a sandbox being torn down.",
     )
-    branch: str | None = Field(
+    branch: BranchName = Field(
         default=None,
         description="The branch the worktree starts on (default `untitled#locki-<id>`). "
         "The live branch is observed: the agent may rename it to any `*#locki-<id>`.",
@@ -95,6 +118,12 @@ class SandboxSpec(_Strict):
     delete_branches: bool = Field(
         default=False,
         description="With state `removed`: also delete the sandbox's `*#locki-<id>` branches.",
+    )
+    discard_work: bool = Field(
+        default=False,
+        description="With state `removed`: `locki remove --force` asked for it, so the "
+        "removal goes on (after an interruption too) without asking again, even over "
+        "uncommitted or unpushed work.",
     )
     include: dict[str, Include] = Field(
         default_factory=dict,

@@ -127,11 +127,16 @@ class DesiredEditor:
             table["branch"] = spec.branch
         self._sandboxes()[sandbox_id] = table
 
-    def set_state(self, sandbox_id: str, state: str, *, delete_branches: bool = False) -> None:
+    def set_state(self, sandbox_id: str, state: str, *, delete_branches: bool = False,
+                  discard_work: bool = False) -> None:
         entry = self._sandboxes()[sandbox_id]
         entry["state"] = state
-        if delete_branches:
-            entry["delete_branches"] = True
+        for key, value in (("delete_branches", delete_branches),
+                           ("discard_work", discard_work)):
+            if value:
+                entry[key] = True
+            elif key in entry:
+                del entry[key]
 
     def set_forwards(self, sandbox_id: str, forwards: list[Forward]) -> None:
         entry = self._sandboxes()[sandbox_id]

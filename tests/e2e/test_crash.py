@@ -190,6 +190,34 @@ def test_killed_while_removing_the_next_apply_converges(
     assert _agree(locki, where) == ({sid} if point.startswith("write:") else set())
 
 
+@pytest.mark.parametrize("point", ["step:bridge.revoke", "container.delete"])
+def test_a_forced_removal_killed_early_is_finished_without_asking(
+    locki: Locki, repo: Path, point: str
+) -> None:
+    made = locki("new", "--json", cwd=repo)
+    assert made.returncode == 0, made.stderr
+    sid = json.loads(made.stdout)["id"]
+    path = _worktree(locki, repo, sid)
+    with (path / "README.md").open("a") as dirty:
+        dirty.write("unsaved\n")
+
+    killed = locki("rm", "-m", sid, "--force", "--delete-branch", cwd=repo,
+                   extra_env={CRASH: point})
+    assert killed.returncode == KILLED, killed.stderr
+    assert path.exists()  # killed before the worktree's turn
+    assert _desired(locki).sandbox[sid].discard_work
+    shown = json.loads(locki("plan", "--json", cwd=repo).stdout)
+    assert [e["force"] for e in shown["interrupted"]] == [True]
+    [removal] = [a for a in shown["actions"] if a["op"] == "worktree.remove"]
+    assert removal["resumes"] and not removal["destructive"]
+
+    # Not asked again: --force was given when the removal began.
+    healed = locki("apply", cwd=repo)
+    assert healed.returncode == 0, healed.stderr
+    assert not path.exists()
+    assert _agree(locki, repo) == set()
+
+
 @pytest.mark.parametrize("point", ["midway:image import", "image.import"])
 def test_killed_while_importing_an_image(
     locki: Locki, repo: Path, variant_archive: tuple[Path, str], point: str

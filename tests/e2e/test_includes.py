@@ -116,3 +116,36 @@ def test_same_folder_names_get_distinct_names_and_remove_is_guarded(
     assert str(tmp_path) not in git(one, "worktree", "list").replace(str(one), "")
     assert git(one, "branch", "--list", f"untitled#locki-{sid}")
     assert not any(locki.data_dir.joinpath("worktrees").iterdir())
+
+
+def test_remove_refused_for_an_include_with_work_changes_nothing(
+    locki: Locki, repo: Path, tmp_path: Path
+) -> None:
+    lib = _second_repo(tmp_path, "lib")
+    made = locki("new", "--json", cwd=repo)
+    assert made.returncode == 0, made.stderr
+    sid = json.loads(made.stdout)["id"]
+    assert locki("include", "--repo", str(lib), "-m", sid, cwd=repo).returncode == 0
+    host = Path(str(locki.sandboxes(repo)[0]["includes"][0]["worktree"]))  # type: ignore[index]
+    with (host / "lib.txt").open("a") as dirty:
+        dirty.write("x\n")
+    state = locki.config_dir / "sandboxes.toml"
+    before = state.read_bytes()
+
+    for argv in (["remove", "-m", sid], ["remove", "-m", sid, "--delete-branch"]):
+        refused = locki(*argv, cwd=repo)
+        assert refused.returncode == 1, refused.stderr
+        assert "include `lib`" in refused.stderr and "uncommitted" in refused.stderr
+        assert "hint:" in refused.stderr
+        assert state.read_bytes() == before
+    row = locki.sandboxes(repo)[0]
+    assert row["id"] == sid and row["desired"] == "running"
+    # Still selectable, still guarded: a plain apply destroys nothing.
+    assert locki("apply", cwd=repo).returncode == 0
+    assert (host / "lib.txt").read_text() == "lib\nx\n"
+
+    forced = locki("remove", "-m", sid, "--force", cwd=repo)
+    assert forced.returncode == 0, forced.stderr
+    assert not host.exists()
+    assert locki.sandboxes(repo) == []
+    assert git(lib, "branch", "--list", f"untitled#locki-{sid}")
