@@ -93,14 +93,21 @@ def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
     return []
 
 
-def load(path: Path, model: type[M]) -> M:
-    """The model in `path`, or the model's defaults when the file does not exist."""
+def _text(path: Path) -> str | None:
+    """The text of `path`, or None when it does not exist."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return model()
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         raise LockiError(f"cannot read `{path}`: {exc}") from exc
+
+
+def load(path: Path, model: type[M]) -> M:
+    """The model in `path`, or the model's defaults when the file does not exist."""
+    text = _text(path)
+    if text is None:
+        return model()
     return validate(path, parse(path, text).unwrap(), model)
 
 
@@ -178,12 +185,7 @@ class DesiredEditor:
 
 def read_ledger(path: Path) -> frozenset[str]:
     """The sandbox ids in the ledger at `path` (none when it does not exist yet)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return frozenset()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LockiError(f"cannot read `{path}`: {exc}") from exc
+    text = _text(path) or ""
     return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
 
