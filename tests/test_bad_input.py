@@ -258,6 +258,29 @@ def test_status_and_gc_with_an_unreachable_runtime_change_nothing(
     assert snapshot(incus_runtime) == before
 
 
+def test_an_unreachable_runtime_is_never_reported_as_success(
+    incus_runtime: Path, repo: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LOCKI_IMAGE", "img")
+    assert run_in(repo, monkeypatch, "new", "--stopped", "--json") == 4
+    out, err = capsys.readouterr()
+    assert "created" not in out and "is recorded but could not be created" in err
+    state = incus_runtime / ".config" / "locki" / "sandboxes.toml"
+    [sid] = [line[9:17] for line in state.read_text().splitlines()
+             if line.startswith("[sandbox.")]
+    assert run_in(repo, monkeypatch, "x", "-m", sid, "--", "true") == 125
+    err = capsys.readouterr().err
+    assert f"error: sandbox {sid} cannot be entered" in err and "the command was not run" in err
+    before = snapshot(incus_runtime)
+    assert run_in(repo, monkeypatch, "plan", "--detailed-exitcode") == 1  # never 0: "in sync"
+    assert "the plan is incomplete" in capsys.readouterr().err
+    assert run_in(repo, monkeypatch, "apply") == 4
+    out, err = capsys.readouterr()
+    assert "nothing was changed" in err and "No changes" not in out
+    assert snapshot(incus_runtime) == before
+
+
 def test_unexpected_errors_exit_3_with_a_saved_traceback(
     state_file: State, repo: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], incus_runtime: Path,

@@ -125,7 +125,9 @@ def test_names_and_paths_never_crash_and_failures_change_nothing(
     err = capsys.readouterr().err
     assert code != 3, f"{argv}: {err}"
     assert "Traceback" not in err
-    if code != 0:
+    # 4 from `new`: the sandbox is recorded (what the user asked for), its container waits
+    # for the runtime; every other failure changes nothing.
+    if code != 0 and not (code == 4 and argv[0] == "new"):
         assert snapshot(world) == before, argv
     load(world / ".config" / "locki" / "sandboxes.toml", DesiredState)  # still valid
     assert not (Path(os.environ["XDG_RUNTIME_DIR"]) / "locki" / "bridge.sock").exists()

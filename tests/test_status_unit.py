@@ -5,16 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from locki.hostd import idle
 from locki.hostd.loop import background_actions, settings
-from locki.reconciler.gc import Branch, Folder, Leftovers, collect
+from locki.reconciler.gc import Branch, Folder, Leftovers, _branches, collect
 from locki.reconciler.model import Kind
 from locki.reconciler.plan import plan
 from locki.reconciler.status import Condition, conditions
 from locki.resources.model import ContainerObs, Health, WorktreeObs
-from locki.state.models import DaemonSettings, DesiredState
+from locki.state.models import DaemonSettings, DesiredState, SandboxSpec
+from locki.state.store import StateFile, read_ledger
+from tests.conftest import git
 from tests.test_plan_cases import _observed
 
 SID = "abcd1234"
@@ -194,3 +197,20 @@ def test_a_clean_orphan_worktree_is_held_with_its_container() -> None:
     assert boxed[f"sandbox.{SID}.folder.project-locki-{SID}"] == (Kind.DELETE, True)
     alone = _gc({}, Leftovers((clean,)), desired={"sandbox": {}})
     assert alone[f"sandbox.{SID}.folder.project-locki-{SID}"] == (Kind.DELETE, False)
+
+
+def test_gc_sees_only_branches_of_sandboxes_this_installation_wrote(
+        repo: Path, tmp_path: Path) -> None:
+    ledger = tmp_path / "state" / "sandbox-ids"
+    store = StateFile(tmp_path / "sandboxes.toml", tmp_path / "lock", ledger=ledger)
+    with store.edit() as editor:
+        editor.add("aaaa1111", SandboxSpec(repo=repo, base="main", image="img"))
+    with store.edit() as editor:
+        editor.forget("aaaa1111")  # removed from the state; its id stays in the ledger
+    assert read_ledger(ledger) == {"aaaa1111"} and "aaaa1111" not in store.read().sandbox
+    for name in ("done#locki-aaaa1111", "mine#locki-zzzzzzzz", "x#locki-bbbb2222"):
+        git(repo, "branch", name, "main")  # zzzzzzzz by hand; bbbb2222 another HOME's
+    found = anyio.run(_branches, repo, read_ledger(ledger))
+    assert [(b.ref, b.sandbox, b.merged_into) for b in found] == [
+        ("refs/heads/done#locki-aaaa1111", "aaaa1111", "origin/main")]
+    assert anyio.run(_branches, repo, frozenset()) == []

@@ -40,8 +40,15 @@ log = structlog.get_logger("locki.cli")
 async def cmd_new(ctx: Context, *, as_json: bool, branch: str | None,
                   stopped: bool = False) -> int:
     chosen = await create(ctx, Path.cwd(), branch_stem=branch, stopped=stopped)
-    await converge(ctx, scope=frozenset({chosen.sandbox_id}))
+    done = await converge(ctx, scope=frozenset({chosen.sandbox_id}))
     path = ctx.worktree(chosen.sandbox_id, chosen.spec)
+    if (why := done.runtime_unreachable) is not None:
+        raise RuntimeUnreachable(
+            f"sandbox {chosen.sandbox_id} is recorded but could not be created: the runtime "
+            f"could not be reached ({why})",
+            hint=f"run `locki doctor`; then `locki apply` creates it, or "
+                 f"`locki rm -m {chosen.sandbox_id}` drops it",
+        )
     if as_json:
         print(json.dumps({"id": chosen.sandbox_id, "worktree": str(path),
                           "branch": chosen.spec.branch
@@ -64,7 +71,12 @@ async def prepare_exec(ctx: Context, *, match: str | None, new: bool, interactiv
         if ctx.read_desired().sandbox.get(sid, chosen.spec).state != "running":
             with ctx.state.edit() as editor:
                 editor.set_state(sid, "running")
-        await converge(ctx, scope=frozenset({sid}))
+        done = await converge(ctx, scope=frozenset({sid}))
+        if (why := done.runtime_unreachable) is not None:
+            raise LockiError(  # exit 1, so `locki x` exits 125: the command did not run
+                f"sandbox {sid} cannot be entered: the runtime could not be reached ({why})",
+                hint="run `locki doctor`; the command was not run",
+            )
         now = ctx.read_desired().sandbox.get(sid)
         if now is None:
             raise LockiError(
@@ -127,6 +139,10 @@ async def cmd_list(ctx: Context, *, as_json: bool) -> int:
 async def cmd_plan(ctx: Context, *, as_json: bool, detailed_exitcode: bool) -> int:
     _, _, result = await preview(ctx)
     print(render.plan_json(result) if as_json else render.plan_text(result))
+    if detailed_exitcode and (why := result.runtime_unreachable) is not None:
+        # An unobserved runtime is no "in sync": CI gets 1 (main.run), never 0.
+        raise RuntimeUnreachable(f"the plan is incomplete: the runtime could not be "
+                                 f"observed ({why})", hint="run `locki doctor`")
     if detailed_exitcode and result.changes:
         return 2
     return 0
@@ -150,6 +166,11 @@ async def cmd_apply(ctx: Context, *, force: bool) -> int:
             force = confirm_destruction(result)
         await apply(ctx, desired, result, force=force)
         result = await after_vm(ctx, result, force=force)
+    if (why := result.runtime_unreachable) is not None:
+        done = (f"only what needs no runtime was applied ({result.summary()})"
+                if result.changes else "nothing was changed")
+        raise RuntimeUnreachable(f"the runtime could not be reached ({why}): {done}",
+                                 hint="run `locki doctor`, then `locki apply` again")
     print(result.summary().replace("Plan:", "Applied:") if result.changes
           else result.summary())
     return 0

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from locki.cli import forwards
 from locki.core import git
-from locki.core.errors import LockiError, UsageError
+from locki.core.errors import LockiError, RuntimeUnreachable, UsageError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.reconciler.context import Context
 from locki.reconciler.observe import observe
 from locki.resources import image as images
+from locki.resources import vm
 from locki.resources.model import Health
 from locki.state.models import DEFAULT_IMAGE, DesiredState, RepoConfig, SandboxSpec, UserConfig
 from locki.state.store import load
@@ -65,7 +66,10 @@ async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None,
     repo = await git.primary_repo(cwd)
     base = await git.default_branch(repo)
     image = resolve_image(repo, ctx.config)
-    images.resolve(repo, image)  # a bad path or glob fails here, before anything is written
+    # A bad path, glob or image name fails here, before anything is written.
+    resolved = images.resolve(repo, image)
+    if isinstance(resolved, str):
+        await _check_image(ctx, resolved)
     with ctx.state.edit() as editor:
         if unless_one_exists:
             mine = {k: v for k, v in _live(editor.state).items() if v.repo == repo}
@@ -93,6 +97,24 @@ async def create(ctx: Context, cwd: Path, *, branch_stem: str | None = None,
         if spec.forwards:
             editor.set_forwards(sandbox_id, spec.forwards)
     return Chosen(sandbox_id, spec, created=True)
+
+
+async def _check_image(ctx: Context, reference: str) -> None:
+    """Refuse an image Incus does not have, when Incus can be asked.
+
+    # Shortcoming: while the runtime (or locki's VM) is down nobody can be asked: the
+    # sandbox is then recorded and `locki apply` names a bad image when it creates it.
+    # It can go once images are checked by the plan itself.
+    """
+    limactl = ctx.limactl
+    if limactl is not None:
+        machine = await vm.observe(limactl, ctx.vm_spec)
+        if not machine.running or machine.pending:
+            return
+    try:
+        await images.check_known(ctx.incus, reference)
+    except RuntimeUnreachable:
+        return
 
 
 def _live(desired: DesiredState) -> dict[str, SandboxSpec]:

@@ -95,6 +95,12 @@ class Paths(NamedTuple):
         return self.state_dir / "image-fingerprints.json"
 
     @property
+    def sandbox_ledger(self) -> Path:
+        """Every sandbox id this installation ever wrote (state/store.py): `gc` touches
+        only `*#locki-<id>` branches whose id is listed here."""
+        return self.state_dir / "sandbox-ids"
+
+    @property
     def installation_id_file(self) -> Path:
         return self.data_dir / "installation-id"
 

@@ -190,7 +190,7 @@ def build(paths: Paths, *, runtime_flag: str | None = None,
         paths=paths,
         runtime=runtime.choose(runtime_flag, config.runtime, paths),
         state=StateFile(paths.desired_state, paths.private_runtime_dir() / "state.lock",
-                        lock_timeout=lock_timeout),
+                        lock_timeout=lock_timeout, ledger=paths.sandbox_ledger),
         config=config,
         lock_timeout=lock_timeout,
     )

@@ -6,7 +6,9 @@ whose repository is gone); `collect` is pure and turns that, with the planner's 
 deletions (orphan containers, retired sandboxes, unwanted forwards and mounts: the very
 actions `plan` makes), into one plan. Only things carrying this installation's marks are
 considered: containers with its labels (the observation skips all others), folders
-named `<repo>-locki-<id>` in its own worktrees folder, branches ending `#locki-<id>`.
+named `<repo>-locki-<id>` in its own worktrees folder, branches ending `#locki-<id>`
+whose id is in its ledger of sandboxes it created (`Paths.sandbox_ledger`): a branch
+someone named so by hand, or another installation's sandbox branch, is never touched.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from locki.reconciler.plan import plan
 from locki.resources import image, worktree
 from locki.resources.model import Health, WorktreeObs
 from locki.state.models import DesiredState
+from locki.state.store import read_ledger
 
 INCLUDES = ".include"
 
@@ -234,14 +237,16 @@ async def observe_leftovers(ctx: Context, desired: DesiredState,
     repos = {spec.repo for spec in desired.sandbox.values()} | {
         f.repo for f in folders if f.repo is not None} | {
         Path(c.labels["repo"]) for c in observed.containers.values() if "repo" in c.labels}
+    own = read_ledger(paths.sandbox_ledger) - set(desired.sandbox)
     found: list[Branch] = []
     for repo in sorted(r for r in repos if (r / ".git").is_dir()):
-        found += await _branches(repo, desired)
+        found += await _branches(repo, own)
     images, images_unknown = await _images(ctx, desired)
     return Leftovers(tuple(folders), tuple(found), vanished, images, images_unknown)
 
 
-async def _branches(repo: Path, desired: DesiredState) -> list[Branch]:
+async def _branches(repo: Path, own: frozenset[str]) -> list[Branch]:
+    """The branches of `repo` ending `#locki-<id>` for an id in `own` (none checked out)."""
     listing = await git.git(repo, "for-each-ref", "--format=%(refname)%00%(objectname)",
                             "refs/heads/", check=False)
     trees = await git.git(repo, "worktree", "list", "--porcelain", "-z", check=False)
@@ -255,8 +260,7 @@ async def _branches(repo: Path, desired: DesiredState) -> list[Branch]:
     for line in listing.stdout.splitlines():
         ref, _, oid = line.partition("\0")
         sid = ref.rpartition("#locki-")[2]
-        if "#locki-" not in ref or not is_sandbox_id(sid) or sid in desired.sandbox \
-                or ref in checked_out:
+        if "#locki-" not in ref or sid not in own or ref in checked_out:
             continue
         merged = default is not None and (await git.git(
             repo, "merge-base", "--is-ancestor", oid, default, check=False)).ok

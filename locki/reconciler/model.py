@@ -102,6 +102,12 @@ class Plan:
         return tuple(a for a in self.actions if a.kind is not Kind.NOOP)
 
     @property
+    def runtime_unreachable(self) -> str | None:
+        """Why the runtime could not be observed, when it could not (see plan.py)."""
+        return next((u.removeprefix("runtime: ") for u in self.unknown
+                     if u.startswith("runtime: ")), None)
+
+    @property
     def destructive(self) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if a.destructive)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,28 @@ def resolve(repo: Path, value: str, *, arch: str | None = None) -> str | Archive
         if not path.resolve().is_relative_to(root):
             raise LockiError(f"`{path}` lies outside the repository `{repo}`")
     return _pick(repo, value, matches, arch or host_arch())
+
+
+async def check_known(incus: Incus, reference: str) -> None:
+    """Refuse a local image `reference` that Incus has neither as alias nor fingerprint.
+
+    locki's projects use the default project's images (features.images=false).
+    # Shortcoming: a remote's image (`images:debian/12`) is told only by pulling it, which
+    # `incus create` does; checking the remote's index first can go in once it is cheap.
+    """
+    if ":" in reference:
+        return
+    name = urllib.parse.quote(reference, safe="")
+    for path in (f"/1.0/images/aliases/{name}", f"/1.0/images/{name}"):
+        if await incus.query(f"{path}?project=default", missing_ok=True) is not None:
+            return
+    raise LockiError(
+        f"image `{reference}` is neither an alias nor a fingerprint Incus has "
+        "(`incus image list`); nothing was written",
+        hint="import it (`incus image import`, then `incus image alias create`), or name a "
+        "remote image such as `images:debian/12` (LOCKI_IMAGE, `incus_image` in the repo's "
+        "locki.toml, or `image` in ~/.config/locki/config.toml)",
+    )
 
 
 def _safe_pattern(value: str) -> bool:

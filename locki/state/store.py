@@ -93,14 +93,21 @@ def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]
     return []
 
 
-def load(path: Path, model: type[M]) -> M:
-    """The model in `path`, or the model's defaults when the file does not exist."""
+def _text(path: Path) -> str | None:
+    """The text of `path`, or None when it does not exist."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return model()
+        return None
     except (OSError, UnicodeDecodeError) as exc:
         raise LockiError(f"cannot read `{path}`: {exc}") from exc
+
+
+def load(path: Path, model: type[M]) -> M:
+    """The model in `path`, or the model's defaults when the file does not exist."""
+    text = _text(path)
+    if text is None:
+        return model()
     return validate(path, parse(path, text).unwrap(), model)
 
 
@@ -181,11 +188,33 @@ class DesiredEditor:
             del sandboxes[sandbox_id]
 
 
+def read_ledger(path: Path) -> frozenset[str]:
+    """The sandbox ids in the ledger at `path` (none when it does not exist yet)."""
+    text = _text(path) or ""
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
 class StateFile:
-    def __init__(self, path: Path, lock_path: Path, *, lock_timeout: float = 300.0) -> None:
+    """`sandboxes.toml`, and beside it (when given) the ledger of every sandbox id ever
+    written to it: an entry's removal does not remove its id there, so `gc` can still
+    tell this installation's leftover branches from anyone else's."""
+
+    def __init__(self, path: Path, lock_path: Path, *, lock_timeout: float = 300.0,
+                 ledger: Path | None = None) -> None:
         self.path = path
         self.lock_path = lock_path
         self.lock_timeout = lock_timeout
+        self.ledger = ledger
+
+    def _record(self, ids: set[str]) -> None:
+        """Add `ids` to the ledger (under the lock, before the state naming them lands)."""
+        if self.ledger is None:
+            return
+        known = read_ledger(self.ledger)
+        if ids <= known:
+            return
+        lines = sorted(known | ids)
+        write_atomically(self.ledger, ("\n".join(lines) + "\n").encode(), mode=0o600)
 
     def read(self) -> DesiredState:
         return load(self.path, DesiredState)
@@ -220,6 +249,6 @@ class StateFile:
             yield editor
             after = doc.as_string()
             if after != before:
-                validate(self.path, doc.unwrap(), DesiredState)
+                self._record(set(validate(self.path, doc.unwrap(), DesiredState).sandbox))
                 schemas.install_beside(target, SCHEMA)
                 write_atomically(target, after.encode())

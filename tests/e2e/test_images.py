@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 
-from tests.e2e.conftest import Locki, incus
+from locki.core.incus import Incus
+from locki.resources import image
+from tests.e2e.conftest import IMAGE, Locki, incus
 
 pytestmark = pytest.mark.e2e
 
@@ -52,3 +55,20 @@ def test_a_glob_matching_nothing_fails_before_anything_is_made(
     assert failed.returncode == 1
     assert "matches no file" in failed.stderr
     assert not (locki.config_dir / "sandboxes.toml").exists()
+
+
+def test_an_image_incus_does_not_have_fails_before_anything_is_written(
+    locki: Locki, repo: Path
+) -> None:
+    failed = locki("new", "--stopped", cwd=repo, extra_env={"LOCKI_IMAGE": "doesnotexist"})
+    assert failed.returncode == 1, failed.stderr
+    assert "image `doesnotexist` is neither an alias nor a fingerprint" in failed.stderr
+    assert "hint: import it" in failed.stderr
+    assert not (locki.config_dir / "sandboxes.toml").exists()
+    journal = Path(locki.env["XDG_STATE_HOME"]) / "locki" / "journal"
+    assert not journal.exists() or not any(journal.iterdir())
+    assert locki("apply", cwd=repo).returncode == 0  # nothing left behind to trip on
+    # What Incus has passes: an alias, a fingerprint (or its prefix), a remote's image.
+    fingerprint = json.loads(incus("query", f"/1.0/images/aliases/{IMAGE}").stdout)["target"]
+    for known in (IMAGE, fingerprint, fingerprint[:12], "images:debian/12"):
+        anyio.run(image.check_known, Incus(["incus"], "default"), known)

@@ -65,6 +65,7 @@ def test_first_run_builds_the_vm_then_the_sandbox_in_it(lima_locki: Locki, repo:
 
     calls = [_words(c) for c in _calls(lima_locki)]
     assert calls == [
+        ["list", "--json"],                              # new: no VM to check the image
         ["list", "--json"],                              # observe: no VM
         ["list", "--json"],                              # create: still none
         ["--tty=false", "create", "--name=locki"],       # from locki.yaml

@@ -196,6 +196,12 @@ def test_gc_removes_only_this_installations_garbage(locki: Locki, repo: Path) ->
     git(repo, "add", "wip.txt")
     git(repo, "commit", "-q", "-m", "wip")
     git(repo, "switch", "-q", "main")
+    # Both were this installation's sandboxes (in its ledger). A merged branch that only
+    # looks like one (by hand, or another installation's) is never touched.
+    ledger = Path(locki.env["XDG_STATE_HOME"]) / "locki" / "sandbox-ids"
+    with ledger.open("a") as handle:
+        handle.write("aaaa1111\nbbbb2222\n")
+    git(repo, "branch", "x#locki-zzzzzzzz", "main")
 
     state_file = locki.config_dir / "sandboxes.toml"
     doc = tomlkit.parse(state_file.read_text())
@@ -209,6 +215,7 @@ def test_gc_removes_only_this_installations_garbage(locki: Locki, repo: Path) ->
     assert plan[f"sandbox.{gone_id}.folder.{gone_tree.name}"]["destructive"] is True
     assert plan["sandbox.aaaa1111.branch.old#locki-aaaa1111"]["action"] == "delete"
     assert plan["sandbox.bbbb2222.branch.wip#locki-bbbb2222"]["action"] == "noop"
+    assert not [a for a in plan if "zzzzzzzz" in a]
     assert _names(locki) == {f"locki-{kept_id}", f"locki-{gone_id}", *foreign}
 
     plain = locki("gc", cwd=repo)
@@ -233,6 +240,7 @@ def test_gc_removes_only_this_installations_garbage(locki: Locki, repo: Path) ->
     assert "wip#locki-bbbb2222" in branches  # its commit exists nowhere else: --force
     assert locki("gc", "--branches", "--force", cwd=repo).returncode == 0
     assert "wip#locki-bbbb2222" not in git(repo, "branch", "--list")
+    assert "x#locki-zzzzzzzz" in git(repo, "branch", "--list")  # not this installation's
     assert f"[sandbox.{kept_id}]" in state_file.read_text()
     code, doc = _status(locki, repo)
     assert code == 0
