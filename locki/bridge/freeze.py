@@ -86,6 +86,27 @@ async def _state(name: str, project: str, action: str, socket: str | None) -> No
             raise LockiError(f"could not {action} `{name}`: {meta.get('err') or meta}")
 
 
+class Held:
+    """One command's share of a container's freeze. A hook that git runs inside the
+    container needs it running: `suspend` gives the share back for as long as the hook
+    runs (the container thaws unless another command holds it) and `resume` takes it
+    again, so a git the hook itself calls through the bridge still freezes it."""
+
+    def __init__(self, freezer: Freezer, name: str, project: str) -> None:
+        self._freezer, self._name, self._project = freezer, name, project
+        self.suspended = False
+
+    async def suspend(self) -> None:
+        if not self.suspended:
+            self.suspended = True
+            await self._freezer._release(self._name, self._project)
+
+    async def resume(self) -> None:
+        if self.suspended:
+            await self._freezer._acquire(self._name, self._project)
+            self.suspended = False
+
+
 class Freezer:
     """Counted freezes: the first command of a sandbox freezes it, the last one thaws it,
     so concurrent commands of one sandbox never thaw it under each other."""
@@ -96,19 +117,23 @@ class Freezer:
         self._lock: dict[str, asyncio.Lock] = {}
 
     @asynccontextmanager
-    async def frozen(self, name: str, project: str) -> AsyncIterator[None]:
-        lock = self._lock.setdefault(name, asyncio.Lock())
-        async with lock:
+    async def frozen(self, name: str, project: str) -> AsyncIterator[Held]:
+        await self._acquire(name, project)
+        held = Held(self, name, project)
+        try:
+            yield held
+        finally:
+            if not held.suspended:
+                await asyncio.shield(self._release(name, project))
+
+    async def _acquire(self, name: str, project: str) -> None:
+        async with self._lock.setdefault(name, asyncio.Lock()):
             if not self._count.get(name):
                 await _state(name, project, "freeze", self.socket)
             self._count[name] = self._count.get(name, 0) + 1
-        try:
-            yield
-        finally:
-            await asyncio.shield(self._release(name, project, lock))
 
-    async def _release(self, name: str, project: str, lock: asyncio.Lock) -> None:
-        async with lock:
+    async def _release(self, name: str, project: str) -> None:
+        async with self._lock.setdefault(name, asyncio.Lock()):
             self._count[name] -= 1
             if not self._count[name]:
                 await _state(name, project, "unfreeze", self.socket)

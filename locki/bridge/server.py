@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import sys
@@ -42,7 +44,8 @@ import asyncssh
 import structlog
 from asyncssh.misc import TermModes, TermSize
 
-from locki.bridge import freeze, gh_run, keys, stash_run
+from locki.bridge import freeze as freeze_
+from locki.bridge import gh_run, keys, stash_run
 from locki.bridge.facts import RepoFacts, gather
 from locki.bridge.model import StashPlan
 from locki.core import activity, files, git, runtime
@@ -145,6 +148,26 @@ def _walk(root: Path, parts: Sequence[str], shown: str) -> int:
     return fd
 
 
+_INDEX_NAME = re.compile(r"index(\.lock|\.stash\.[0-9]+)?|next-index-[0-9]+\.lock")
+
+
+def index_file(process: asyncssh.SSHServerProcess[bytes], admin: Path) -> str | None:
+    """The `GIT_INDEX_FILE` the client sent (its ssh config sends it), if it names one of
+    the index files git keeps in this worktree's own admin folder: the in-flight index a
+    hook's git must see (`index.lock` during a commit). Anything else is ignored."""
+    env = process.env
+    raw = env.get("GIT_INDEX_FILE", env.get(b"GIT_INDEX_FILE"))  # type: ignore[call-overload]
+    if isinstance(raw, bytes):
+        raw = os.fsdecode(raw)
+    if not isinstance(raw, str) or not os.path.isabs(raw):
+        return None
+    normal = os.path.normpath(raw)
+    folder, name = os.path.split(normal)
+    if folder != str(admin) or not _INDEX_NAME.fullmatch(name):
+        return None
+    return normal
+
+
 def open_inside(root: Path, cwd: str) -> int:
     """A directory fd for `cwd`, which must lie inside `root`; no symlink is followed.
 
@@ -238,6 +261,7 @@ class Sandbox:
     repo: Path
     worktree: Path
     admin: Path | None = None  # the worktree's git dir, from the repository's side
+    index: str | None = None  # GIT_INDEX_FILE of a hook's git (`index_file`), if any
     # Includes: where the sandbox sees each (inside its worktree) -> (repo, host worktree).
     includes: tuple[tuple[Path, Path, Path], ...] = ()
 
@@ -272,8 +296,9 @@ class Bridge:
         self._writers: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(max_processes)
         self._own_slots: dict[str, asyncio.Semaphore] = {}
+        self._in_hook: dict[str, int] = {}  # hooks running per sandbox (`_hooks`)
         self._denied: logging.Handler | None = None
-        self.freezer = freeze.Freezer(runtime.incus_api(paths, _configured_runtime(paths)))
+        self.freezer = freeze_.Freezer(runtime.incus_api(paths, _configured_runtime(paths)))
         found = shutil.which("git", path=git.host_env().get("PATH"))
         if found is None:
             raise LockiError("`git` is not on the daemon's PATH", hint="install git")
@@ -440,16 +465,21 @@ class Bridge:
         stdin = None
         if verdict.stdin_from is not None:
             stdin = open_file_inside(sandbox.worktree, verdict.stdin_from)
-        log.info("bridge.git", sandbox=sandbox.id, argv=verdict.argv, cwd=cwd)
+        index = index_file(process, admin)
+        log.info("bridge.git", sandbox=sandbox.id, argv=verdict.argv, cwd=cwd, index=index)
         try:
             own = self._own_slot(sandbox.id)
-            target = replace(sandbox, admin=admin)
+            target = replace(sandbox, admin=admin, index=index)
             async with own, self._slots:
                 # Read while the client still runs (it is frozen during the command), to
                 # disk, and only within the sandbox's own slots: no flood fills memory.
                 if stdin is None and _wants_stdin(verdict.argv):
                     stdin = await _read_stdin(process)
-                if not verdict.writes:
+                # A git a hook calls runs while the command that ran the hook holds the
+                # writer lock, and waits on it: it may not wait for that lock.
+                if not verdict.writes or self._in_hook.get(sandbox.id):
+                    if verdict.writes_head:
+                        await self._check_head(sandbox, scope)
                     return await self._run(process, target, verdict, fd, stdin)
                 # One writer per sandbox at a time, so the HEAD check below still holds
                 # when the command runs (only bridged commands move this worktree's HEAD).
@@ -556,22 +586,23 @@ class Bridge:
                    verdict: Verdict, fd: int, stdin: int | None) -> int:
         words = tuple(verdict.argv)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            async with self._held(sandbox, words, fd, freeze=verdict.freeze):
+            async with self._held(sandbox, words, fd, freeze=verdict.freeze) as held:
                 if verdict.stash is not None:
-                    done = await stash_run.run(verdict.stash, self._stepper(sandbox, fd))
+                    done = await stash_run.run(verdict.stash,
+                                               self._stepper(sandbox, fd, held))
                     out.write(done.out)
                     err.write(done.err)
                     code = done.code
                 else:
                     code = await self._spawn(sandbox, words, fd, stdin, out, err,
-                                             bare=not verdict.freeze)
+                                             held=held, bare=not verdict.freeze)
             # Thawed: the client reads again. Output goes out in order, stream by stream.
             await _send(process, words, out, err)
         return code if code >= 0 else 128 - code
 
     @asynccontextmanager
     async def _held(self, sandbox: Sandbox, words: tuple[str, ...], fd: int, *,
-                    freeze: bool) -> AsyncIterator[None]:
+                    freeze: bool) -> AsyncIterator[freeze_.Held | None]:
         """The sandbox frozen (and its worktree checked) while host git runs, if needed.
 
         Not frozen: push and fetch (`Decision.freeze`). They need refs, objects and
@@ -583,25 +614,28 @@ class Bridge:
         the network takes.
         """
         if not freeze:
-            yield
+            yield None
             return
-        # Shortcoming: hooks, once they run inside the sandbox, need the container
-        # thawed while they run; today host git runs no hooks at all.
-        async with self.freezer.frozen(f"locki-{sandbox.id}", self.project()):
+        async with self.freezer.frozen(f"locki-{sandbox.id}", self.project()) as held:
             if words[:1] == ("mv",) and "--" in words:
                 _no_symlinks_on_the_way(fd, words[words.index("--") + 1:])
-            if words[:1] and words[0] in TOUCHES_WORKTREE:
-                scope = [f"--git-dir={sandbox.admin}", f"--work-tree={sandbox.worktree}"]
-                await self._tracked_folders_are_folders(
-                    sandbox, [self.git, *git.argv(*scope)[1:]])
-            yield
+            await self._worktree_holds_still(sandbox, words)
+            yield held
 
-    def _stepper(self, sandbox: Sandbox, fd: int) -> stash_run.GitStep:
+    async def _worktree_holds_still(self, sandbox: Sandbox, words: Sequence[str]) -> None:
+        """For commands that reach worktree files by path: no tracked folder is a symlink
+        (checked while frozen: before the command, and after each hook it ran)."""
+        if words[:1] and words[0] in TOUCHES_WORKTREE:
+            scope = [f"--git-dir={sandbox.admin}", f"--work-tree={sandbox.worktree}"]
+            await self._tracked_folders_are_folders(sandbox, [self.git, *git.argv(*scope)[1:]])
+
+    def _stepper(self, sandbox: Sandbox, fd: int, held: freeze_.Held | None
+                 ) -> stash_run.GitStep:
         """One host git step of a multi-step plan, its output captured."""
 
         async def step(words: Sequence[str]) -> stash_run.Step:
             with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-                code = await self._spawn(sandbox, tuple(words), fd, None, out, err)
+                code = await self._spawn(sandbox, tuple(words), fd, None, out, err, held=held)
                 out.seek(0)
                 err.seek(0)
                 return stash_run.Step(code, out.read(), err.read())
@@ -610,30 +644,89 @@ class Bridge:
 
     async def _spawn(self, sandbox: Sandbox, verdict_argv: tuple[str, ...], fd: int,
                      stdin: int | None, out: IO[bytes], err: IO[bytes], *,
-                     bare: bool = False) -> int:
+                     held: freeze_.Held | None, bare: bool = False) -> int:
         scope = [f"--git-dir={sandbox.admin}", f"--work-tree={sandbox.worktree}"]
         if bare:
             # No work tree, and the main checkout (out of the sandbox's reach) as the
             # folder: relative remote paths resolve as in the user's own checkout.
             scope = ["-c", "core.bare=true", f"--git-dir={sandbox.admin}"]
-        argv = [self.git, *git.argv(*scope, *verdict_argv)[1:]]
+        # Hooks go to the worktree's trampolines, which run them inside the container.
+        hooks = ["-c", f"core.hooksPath={self.paths.hooks_for(sandbox.worktree)}"]
+        argv = [self.git, *git.argv(*hooks, *scope, *verdict_argv)[1:]]
+        env = git.host_env()
+        if sandbox.index is not None:
+            env["GIT_INDEX_FILE"] = sandbox.index
+        # The hook trampolines ask on this socket for the container to be thawed while
+        # a hook runs in it, and frozen again after (`locki.cli.hook`).
+        ours, theirs = socket.socketpair()
+        env["LOCKI_HOOK_CTL"] = str(theirs.fileno())
         # The child's cwd is the directory `open_inside` opened, named through the fd:
         # the kernel resolves /proc/self/fd/N to that very directory, not by re-walking a
         # path the sandbox could have changed since. pass_fds keeps N open in the child
         # until its chdir (on Linux the daemon's host; other hosts fchdir before exec).
         if bare:
-            where: dict[str, object] = {"cwd": sandbox.repo}
+            where: dict[str, object] = {"cwd": sandbox.repo, "pass_fds": (theirs.fileno(),)}
         elif sys.platform == "linux":
-            where = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
+            where = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd, theirs.fileno())}
         else:
             # Shortcoming: a preexec hook is not thread-safe; the daemon starts no threads.
-            where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd,)}
+            where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd, theirs.fileno())}
         source = stdin if stdin is not None else asyncio.subprocess.DEVNULL
-        child = await asyncio.create_subprocess_exec(
-            *[os.fsencode(a) for a in argv], stdin=source, stdout=out, stderr=err,
-            env=git.host_env(), start_new_session=True, **where,  # type: ignore[arg-type]
-        )
-        return await _finish(child, "git", err)
+        try:
+            child = await asyncio.create_subprocess_exec(
+                *[os.fsencode(a) for a in argv], stdin=source, stdout=out, stderr=err,
+                env=env, start_new_session=True, **where,  # type: ignore[arg-type]
+            )
+        finally:
+            theirs.close()
+        serving = asyncio.create_task(
+            self._hooks(ours, sandbox, verdict_argv, held, child, err))
+        try:
+            return await _finish(child, "git", err)
+        finally:
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+            ours.close()
+
+    async def _hooks(self, control: socket.socket, sandbox: Sandbox, words: Sequence[str],
+                     held: freeze_.Held | None, child: asyncio.subprocess.Process,
+                     err: IO[bytes]) -> None:
+        """Serve one git's hook trampolines: `thaw` before a hook runs in the container,
+        `freeze` after it. After each hook the worktree is checked again as before the
+        command; a hook that broke it (a tracked folder made a symlink) stops the git."""
+        reader, writer = await asyncio.open_connection(sock=control)
+        inside = False
+        try:
+            while line := await reader.readline():
+                word = line.strip()
+                if word == b"thaw" and not inside:
+                    inside = True
+                    self._in_hook[sandbox.id] = self._in_hook.get(sandbox.id, 0) + 1
+                    if held is not None:
+                        await asyncio.shield(held.suspend())
+                elif word == b"freeze" and inside:
+                    if held is not None:
+                        await asyncio.shield(held.resume())
+                    inside = False
+                    self._in_hook[sandbox.id] -= 1
+                    try:
+                        if held is not None:
+                            await self._worktree_holds_still(sandbox, words)
+                    except Refused as exc:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(child.pid, signal.SIGKILL)
+                        err.write(f"locki: stopped: a hook changed the worktree: {exc}\n"
+                                  .encode(errors="surrogateescape"))
+                        log.warning("bridge.hook_broke_worktree", sandbox=sandbox.id,
+                                    reason=str(exc))
+                else:
+                    break
+                writer.write(b"ok\n")
+                await writer.drain()
+        finally:
+            if inside:
+                self._in_hook[sandbox.id] -= 1
+            writer.close()
 
 
 async def _finish(child: asyncio.subprocess.Process, name: str, err: IO[bytes]) -> int:

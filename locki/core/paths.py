@@ -111,6 +111,11 @@ class Paths(NamedTuple):
         """Where the sandbox's include `name` lives on the host (beside its worktree)."""
         return self.worktrees / f"{slug(repo.name)}-locki-{sandbox_id}.include" / name
 
+    def hooks_for(self, worktree: Path) -> Path:
+        """The hook trampolines of a sandbox's (or an include's) worktree: the same
+        relative place under `hooks/` as the worktree under `worktrees/`."""
+        return self.data_dir / "hooks" / worktree.relative_to(self.worktrees)
+
     def private_runtime_dir(self) -> Path:
         """The runtime dir, created 0700 and refused if someone else owns it."""
         path = self.runtime_dir

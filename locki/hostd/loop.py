@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import time
+from pathlib import Path
 
 import structlog
 import watchfiles
@@ -121,16 +122,41 @@ def _forget_stamps(paths: Paths, known: set[str]) -> None:
                 stamp.unlink(missing_ok=True)
 
 
+def _watched(root: Path) -> list[Path]:
+    """The worktrees folder, each worktree in it and each include (`<worktree>.include/*`):
+    an entry of the first appearing or going, or a `.git` of the others changing."""
+    folders = [root]
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                inner = list(entry.iterdir()) if entry.name.endswith(".include") else []
+                folders += [entry, *(i for i in inner if i.is_dir() and not i.is_symlink())]
+    return folders
+
+
 async def _watch(paths: Paths, poke: asyncio.Event, stopping: asyncio.Event) -> None:
-    """Poke the loop when an entry of the worktrees folder appears or goes."""
-    folder = paths.worktrees
-    folder.mkdir(parents=True, exist_ok=True)
-    # Not recursive: only the worktrees' own folders matter, not the files inside them
-    # (a recursive watch would cost an inotify watch per folder of every checkout).
-    async for changes in watchfiles.awatch(folder, recursive=False, stop_event=stopping,
-                                           debounce=WATCH_DEBOUNCE_MS, watch_filter=None):
-        log.debug("loop.worktrees_changed", changes=len(changes))
-        poke.set()
+    """Poke the loop when an entry of the worktrees folder appears or goes, or when a
+    worktree's `.git` pointer is written (the sandbox rewriting it, so that the user's
+    own git on the host would run programs it chose, is undone within a pass)."""
+    root = paths.worktrees
+    root.mkdir(parents=True, exist_ok=True)
+
+    def relevant(_: watchfiles.Change, path: str) -> bool:
+        folder = os.path.dirname(path)
+        return folder == str(root) or os.path.basename(path) == ".git" or (
+            folder.endswith(".include") and os.path.dirname(folder) == str(root))
+
+    # Not recursive: only the worktrees' own folders and pointers matter, not the files
+    # inside them (a recursive watch costs an inotify watch per folder of every checkout).
+    while not stopping.is_set():
+        folders = _watched(root)
+        async for changes in watchfiles.awatch(*folders, recursive=False,
+                                               stop_event=stopping, debounce=WATCH_DEBOUNCE_MS,
+                                               watch_filter=relevant):
+            log.debug("loop.worktrees_changed", changes=len(changes))
+            poke.set()
+            if any(os.path.basename(p) != ".git" for _, p in changes):
+                break  # the set of worktrees may have changed: watch it anew
 
 
 async def run(paths: Paths, stopping: asyncio.Event) -> None:

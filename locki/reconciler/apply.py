@@ -30,7 +30,16 @@ from locki.reconciler import templates
 from locki.reconciler.context import Context
 from locki.reconciler.journal import Journal
 from locki.reconciler.model import SYMBOL, Action, Plan
-from locki.resources import bridge, container, forward, project, template, vm, worktree
+from locki.resources import (
+    bridge,
+    container,
+    forward,
+    hooks,
+    project,
+    template,
+    vm,
+    worktree,
+)
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.reconciler.apply")
@@ -106,13 +115,22 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
                 assert sid and spec
                 await worktree.create(spec.repo, ctx.worktree(sid, spec), sid, spec.base,
                                       branch=spec.branch)
+                await ctx.wire_hooks(sid, spec.repo, ctx.worktree(sid, spec))
             case "worktree.restore_pointer":
                 assert sid and spec
                 worktree.restore_pointer(await hostgit.common_dir(spec.repo),
                                          ctx.worktree(sid, spec), sid)
+                await ctx.wire_hooks(sid, spec.repo, ctx.worktree(sid, spec))
+            case "worktree.hooks":
+                assert sid and spec
+                await ctx.wire_hooks(sid, spec.repo, ctx.worktree(sid, spec))
             case "worktree.remove":
                 assert sid and spec
-                await worktree.remove(spec.repo, ctx.worktree(sid, spec), sid, force=force)
+                top = ctx.worktree(sid, spec)
+                await worktree.remove(spec.repo, top, sid, force=force)
+                hooks.remove(ctx.paths.hooks_for(top), sandbox_id=sid)
+                hooks.remove(ctx.paths.hooks_for(top.with_name(top.name + ".include")),
+                             sandbox_id=sid)
             case "branches.delete":
                 assert sid and spec
                 await worktree.delete_branches(spec.repo, sid)
@@ -150,11 +168,17 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
                 include = spec.include[action.item]
                 await worktree.create(include.repo, ctx.include(sid, spec, action.item), sid,
                                       include.base, branch=include.branch)
+                await ctx.wire_hooks(sid, include.repo, ctx.include(sid, spec, action.item))
             case "include.restore_pointer":
                 assert sid and spec and action.item
                 include = spec.include[action.item]
                 worktree.restore_pointer(await hostgit.common_dir(include.repo),
                                          ctx.include(sid, spec, action.item), sid)
+                await ctx.wire_hooks(sid, include.repo, ctx.include(sid, spec, action.item))
+            case "include.hooks":
+                assert sid and spec and action.item
+                await ctx.wire_hooks(sid, spec.include[action.item].repo,
+                                     ctx.include(sid, spec, action.item))
             case "include.mount":
                 assert sid and spec and action.item
                 await container.ensure_include(
@@ -169,6 +193,7 @@ def _step(ctx: Context, desired: DesiredState, action: Action, force: bool
                 assert sid and spec and action.item
                 path = ctx.include(sid, spec, action.item)
                 await worktree.remove(spec.include[action.item].repo, path, sid, force=force)
+                hooks.remove(ctx.paths.hooks_for(path), sandbox_id=sid)
                 with contextlib.suppress(OSError):
                     path.parent.rmdir()  # the sandbox's includes folder, once empty
             case "include.branches":

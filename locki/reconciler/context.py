@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from locki.core import git as hostgit
 from locki.core import lima, lock, runtime
 from locki.core.errors import LockiError
 from locki.core.ids import is_sandbox_id, new_id
 from locki.core.incus import Incus
 from locki.core.paths import Paths
-from locki.resources import bridge, container, project, provision, vm
+from locki.resources import bridge, container, hooks, project, provision, vm
 from locki.state.models import DesiredState, SandboxSpec, UserConfig
 from locki.state.store import StateFile, load
 
@@ -112,6 +114,25 @@ class Context:
 
     def include(self, sandbox_id: str, spec: SandboxSpec, name: str) -> Path:
         return self.paths.include_for(spec.repo, sandbox_id, name)
+
+    def hook_trampoline(self, sandbox_id: str, common: Path, top: Path) -> str:
+        """The hook trampoline of worktree `top` (`locki.resources.hooks`): it runs
+        `locki.cli.hook` with this installation's folders and runtime, whoever's git
+        calls it (the bridge's is started with an environment built from scratch)."""
+        env = {"XDG_CONFIG_HOME": str(self.paths.config_dir.parent),
+               "XDG_DATA_HOME": str(self.paths.data_dir.parent),
+               "XDG_STATE_HOME": str(self.paths.state_dir.parent),
+               "LOCKI_RUNTIME": self.runtime.name}
+        if self.paths.runtime_dir.name == "locki":
+            env["XDG_RUNTIME_DIR"] = str(self.paths.runtime_dir.parent)
+        env.update({k: os.environ[k] for k in ("INCUS_SOCKET", "INCUS_DIR") if k in os.environ})
+        return hooks.script(sandbox_id=sandbox_id, common=common, top=top,
+                            python=sys.executable, env=env)
+
+    async def wire_hooks(self, sandbox_id: str, repo: Path, top: Path) -> None:
+        common = await hostgit.common_dir(repo)
+        await hooks.wire(common, top, self.paths.hooks_for(top),
+                         self.hook_trampoline(sandbox_id, common, top), sandbox_id=sandbox_id)
 
     def container_spec(self, sandbox_id: str, spec: SandboxSpec) -> container.ContainerSpec:
         return container.ContainerSpec(

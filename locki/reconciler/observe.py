@@ -8,20 +8,21 @@ per repository. A runtime that does not answer makes the containers unknown (nev
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
 import structlog
 
 from locki.bridge import client, server
+from locki.core import git as hostgit
 from locki.core import lock
 from locki.core.errors import LockiError
 from locki.reconciler import templates
 from locki.reconciler.context import Context
 from locki.reconciler.journal import Entry, Journal
 from locki.reconciler.model import Observed
-from locki.resources import bridge, container, project, template, vm, worktree
+from locki.resources import bridge, container, hooks, project, template, vm, worktree
 from locki.resources.model import ContainerObs, Health, ProjectObs, WorktreeObs
 from locki.resources.provision import Want
 from locki.resources.template import TemplateObs
@@ -94,7 +95,7 @@ async def observe(
 
     async def observe_repo(repo: Path, expected: dict[str, Path]) -> None:
         found = await worktree.observe(repo, expected, check_work=retiring)
-        worktrees.update(found)
+        worktrees.update(_with_hooks(ctx, found, await _hook_facts(repo)))
 
     machine: list[VmObs | None] = []
 
@@ -137,6 +138,33 @@ async def observe(
                     interrupted=interrupted, in_flight=in_flight, vm=machine[0],
                     vm_wanted=ctx.vm_spec.config_hash if machine[0] else "",
                     vm_detail=_size(ctx) if machine[0] else "")
+
+
+async def _hook_facts(repo: Path) -> tuple[Path, bool] | None:
+    """`repo`'s git dir and whether it reads per-worktree config (None: no repository)."""
+    try:
+        common = await hostgit.common_dir(repo)
+        return common, await hooks.enabled(common)
+    except LockiError:
+        return None
+
+
+def _with_hooks(ctx: Context, found: dict[str, WorktreeObs],
+                facts: tuple[Path, bool] | None) -> dict[str, WorktreeObs]:
+    """Each intact worktree with what its hook wiring lacks, if anything."""
+    if facts is None:
+        return found
+    common, worktree_config = facts
+    out = {}
+    for key, obs in found.items():
+        if obs.health is Health.OK and obs.tampered is None:
+            sid = key.partition("/")[0]
+            problem = hooks.problem(common, obs.path, ctx.paths.hooks_for(obs.path),
+                                    ctx.hook_trampoline(sid, common, obs.path),
+                                    worktree_config=worktree_config)
+            obs = replace(obs, hooks=problem)
+        out[key] = obs
+    return out
 
 
 def _journal(ctx: Context, scope: frozenset[str] | None

@@ -194,6 +194,16 @@ def _worktree(sid: str, obs: WorktreeObs | None) -> Action:
     return Action(address, Kind.NOOP, "worktree.create", obs.reason, sid)
 
 
+def _hooks(address: str, op: str, sid: str, obs: WorktreeObs | None,
+           item: str | None = None) -> list[Action]:
+    """Hooks sent to the container, for a worktree that exists (a new one is wired as it
+    is made, a tampered one as its pointer is restored)."""
+    if obs is None or obs.hooks is None or obs.health is not Health.OK or obs.tampered:
+        return []
+    return [Action(f"{address}.hooks", Kind.UPDATE, op,
+                   f"{obs.hooks}; run its hooks in the container", sid, item=item)]
+
+
 def _container(sid: str, spec: SandboxSpec, obs: ContainerObs | None,
                worktree: WorktreeObs | None, observed: Observed) -> list[Action]:
     address = f"sandbox.{sid}.container"
@@ -249,6 +259,7 @@ def _sandbox(sid: str, spec: SandboxSpec, observed: Observed) -> list[Action]:
         ]
     return [
         _worktree(sid, worktree),
+        *_hooks(f"sandbox.{sid}.worktree", "worktree.hooks", sid, worktree),
         *_container(sid, spec, observed.containers.get(sid), worktree, observed),
         *_includes(sid, spec, worktree, observed),
     ]
@@ -278,6 +289,7 @@ def _includes(sid: str, spec: SandboxSpec, worktree: WorktreeObs | None,
             continue
         address = f"sandbox.{sid}.include.{name}"
         actions.append(_include_worktree(sid, name, obs))
+        actions += _hooks(f"{address}.worktree", "include.hooks", sid, obs, item=name)
         if obs is None or obs.health in (Health.BROKEN, Health.UNKNOWN):
             actions.append(Action(f"{address}.mount", Kind.NOOP, "include.mount",
                                   f"waits for its worktree: {obs.reason if obs else '?'}",

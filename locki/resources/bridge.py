@@ -106,6 +106,7 @@ Host locki-bridge
     ForwardAgent no
     ForwardX11 no
     ClearAllForwardings yes
+    SendEnv GIT_INDEX_FILE
     PermitLocalCommand no
     ControlMaster auto
     ControlPath /run/locki/bridge-%C

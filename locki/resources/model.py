@@ -32,6 +32,7 @@ class WorktreeObs:
     lost_commits: int | None = None
     recorded: bool = False
     tampered: str | None = None  # what is wrong with its `.git` pointer, if anything
+    hooks: str | None = None  # what is missing from its hook wiring (`resources.hooks`)
 
     @property
     def at_risk(self) -> str | None:
