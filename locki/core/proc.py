@@ -88,6 +88,33 @@ async def run(
     return result
 
 
+async def run_untrusted(argv: Sequence[str], *, timeout: float, limit: int) -> str | None:
+    """The stdout of a command whose output a sandbox controls (`incus exec` of a program
+    in its container), or None when it ran longer than `timeout` seconds or wrote more
+    than `limit` bytes: then it is killed. The caller usually holds the writer lock, so a
+    program that never ends or never stops writing must not hold every locki up with it."""
+    args = [str(a) for a in argv]
+    started = time.monotonic()
+    chunks: list[bytes] = []
+    size, code = 0, None
+    with anyio.move_on_after(timeout):
+        async with await anyio.open_process(args, stdin=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL) as child:
+            if child.stdout is None:  # never: stdout is a pipe by default
+                return None
+            async for chunk in child.stdout:
+                size += len(chunk)
+                if size > limit:
+                    child.kill()
+                    break
+                chunks.append(chunk)
+            else:
+                code = await child.wait()
+    log.debug("proc.run_untrusted", argv=args, rc=code, bytes=size,
+              ms=round((time.monotonic() - started) * 1000))
+    return b"".join(chunks).decode(errors="replace") if code == 0 else None
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The caller's environment without variables that would redirect git."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
