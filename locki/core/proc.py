@@ -19,7 +19,7 @@ import anyio
 import structlog
 
 from locki.core import crash
-from locki.core.errors import CommandFailed, LockiError, TransientError
+from locki.core.errors import CommandFailed, LockiError, TimedOut, TransientError
 
 log = structlog.get_logger("locki.proc")
 
@@ -48,18 +48,23 @@ async def run(
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
     check: bool = True,
+    timeout: float | None = None,
 ) -> Completed:
-    """Run `argv` to completion and return its decoded output."""
+    """Run `argv` to completion and return its decoded output. With `timeout`, a child
+    still running after that many seconds is killed and LockiError raised."""
     args = [str(a) for a in argv]
     started = time.monotonic()
     crash.during(args)
     try:
         detached = OWN_SESSION.get()
-        proc = await anyio.run_process(
-            args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None, check=False,
-            start_new_session=detached,
-            stdin=subprocess.DEVNULL if detached and stdin is None else None,
-        )
+        with anyio.fail_after(timeout):
+            proc = await anyio.run_process(
+                args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None,
+                check=False, start_new_session=detached,
+                stdin=subprocess.DEVNULL if detached and stdin is None else None,
+            )
+    except TimeoutError:
+        raise TimedOut(args, timeout or 0) from None
     except FileNotFoundError as exc:
         if cwd is not None and not cwd.is_dir():
             raise LockiError(f"folder `{cwd}` does not exist (needed to run `{args[0]}`)") from exc
