@@ -137,3 +137,20 @@ def test_a_guest_port_forwarded_again_keeps_its_lease(tmp_path: Path) -> None:
     assert forwards.merge(state, "abcd1234", full, [":4000"]) == full
     with pytest.raises(LockiError, match="at most 32 forwards"):
         forwards.merge(state, "abcd1234", full, [":5000"])
+
+
+def test_remove_names_a_forward_by_host_port_exactly_or_by_guest_port() -> None:
+    from locki.cli import forwards
+    from locki.core.errors import LockiError
+    from locki.state.models import Forward
+
+    leased, same, other = Forward(host=20000, guest=3000), Forward(host=8080, guest=8080), \
+        Forward(host=24000, guest=5000)
+    have = [leased, same, other]
+    # `:GUEST` is the forward of that port inside, whatever host port it was leased.
+    assert forwards.drop(have, [":3000"]) == [same, other]
+    assert forwards.drop(have, ["8080"]) == [leased, other]
+    assert forwards.drop(have, ["24000:5000", "20000"]) == [same]
+    for spec in ("3000", "24000:5001", ":9999"):  # names nothing: refused, nothing dropped
+        with pytest.raises(LockiError, match="names no forward"):
+            forwards.drop(have, [spec])

@@ -14,6 +14,7 @@ from locki.reconciler.gc import Branch, Folder, Leftovers, _branches, collect
 from locki.reconciler.model import Kind
 from locki.reconciler.plan import plan
 from locki.reconciler.status import Condition, conditions
+from locki.resources import container, template
 from locki.resources.model import ContainerObs, Health, WorktreeObs
 from locki.state.models import DaemonSettings, DesiredState, SandboxSpec
 from locki.state.store import StateFile, read_ledger
@@ -214,3 +215,16 @@ def test_gc_sees_only_branches_of_sandboxes_this_installation_wrote(
     assert [(b.ref, b.sandbox, b.merged_into) for b in found] == [
         ("refs/heads/done#locki-aaaa1111", "aaaa1111", "origin/main")]
     assert anyio.run(_branches, repo, frozenset()) == []
+
+
+def test_an_instance_incus_is_still_creating_is_observed_not_a_crash() -> None:
+    # `incus list --format json` shows an instance whose copy is in progress with null
+    # config and devices; `locki list` once died on it with exit 3.
+    creating = {"name": "locki-abcd1234", "status": "Stopped", "config": None,
+                "devices": None}
+    assert container.parse(creating, "ins1") is None
+    assert template.parse(creating, "ins1") is None
+    mine = {**creating, "config": {"user.locki.installation": "ins1",
+                                   "user.locki.sandbox": SID}}
+    seen = container.parse(mine, "ins1")
+    assert seen is not None and seen.devices == {} and seen.worktree_source is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import anyio
@@ -146,3 +147,22 @@ def test_porcelain_parser_handles_odd_paths() -> None:
     assert records[0].branch == "main"
     assert records[1].branch is None
     assert records[2].prunable
+
+
+def test_a_status_that_never_ends_is_stopped_and_never_read_as_clean(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox writes its worktree while host git reads it; a file swapped for a FIFO
+    between git's lstat and its open blocks git for good. A clean filter that hangs is
+    the deterministic stand-in: `git status` must re-read a touched file through it."""
+    path = tmp_path / f"project-locki-{SID}"
+    anyio.run(worktree.create, repo, path, SID, "origin/main")
+    git(repo, "config", "filter.slow.clean", "sleep 60; cat")
+    (path / ".gitattributes").write_text("README.md filter=slow\n")
+    time.sleep(1.1)  # a new mtime, same size: git must compare the content
+    (path / "README.md").touch()
+    monkeypatch.setattr(worktree, "STATUS_SECONDS", 1.0)
+    started = time.monotonic()
+    with pytest.raises(LockiError, match=r"cannot tell whether .* has uncommitted work"):
+        _observe(repo, path, dirty=True)
+    assert time.monotonic() - started < 15

@@ -294,10 +294,8 @@ async def cmd_port_forward(ctx: Context, *, match: str | None, specs: list[str],
     chosen = await choose(ctx, match=match, new=False, cwd=Path.cwd(), allow_create=False)
     sid = chosen.sandbox_id
     if clear or remove or specs:
-        drop = {forwards.parse(r)[0] or forwards.parse(r)[1] for r in remove}
         with ctx.state.edit() as editor:
-            kept = [] if clear else [f for f in editor.state.sandbox[sid].forwards
-                                     if f.host not in drop]
+            kept = [] if clear else forwards.drop(editor.state.sandbox[sid].forwards, remove)
             editor.set_forwards(sid, forwards.merge(editor.state, sid, kept, specs))
         await converge(ctx, scope=frozenset({sid}))
     current = ctx.read_desired().sandbox[sid].forwards

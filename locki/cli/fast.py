@@ -151,8 +151,8 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     instance = _instance(name, f"locki-{iid}", incus_api)
     if instance is None or not root.is_dir():
         return None
-    labels = instance.get("config", {})
-    device = instance.get("devices", {}).get("worktree", {})
+    labels = instance.get("config") or {}  # null while Incus creates it
+    device = (instance.get("devices") or {}).get("worktree") or {}
     ready = (
         instance.get("status") == "Running"
         and labels.get("user.locki.installation") == iid

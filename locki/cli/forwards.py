@@ -30,6 +30,27 @@ def parse(spec: str) -> tuple[int | None, int]:
         ) from None
 
 
+def drop(current: Sequence[Forward], specs: Sequence[str]) -> list[Forward]:
+    """`current` without the forwards `specs` name: `HOST` by its host port, `HOST:GUEST`
+    exactly, `:GUEST` by the port inside (its host port was leased, so that is the one
+    the user knows). A spec that names no forward is refused: nothing is changed."""
+    kept = list(current)
+    for spec in specs:
+        host, guest = parse(spec)
+        if host is None:
+            named = [f for f in kept if f.guest == guest]
+        elif ":" in spec:
+            named = [f for f in kept if (f.host, f.guest) == (host, guest)]
+        else:
+            named = [f for f in kept if f.host == host]
+        if not named:
+            have = ", ".join(f"{f.host}:{f.guest}" for f in current) or "none"
+            raise LockiError(f"`{spec}` names no forward of this sandbox (its forwards: "
+                             f"{have})", hint="`locki port-forward --list` shows them")
+        kept = [f for f in kept if f not in named]
+    return kept
+
+
 def merge(state: DesiredState, sandbox_id: str, current: Sequence[Forward],
           specs: Sequence[str], *, lease_if_taken: bool = False) -> list[Forward]:
     """`current` plus the forwards `specs` ask for, each host port checked or leased.
@@ -75,5 +96,5 @@ def merge(state: DesiredState, sandbox_id: str, current: Sequence[Forward],
         result.append(Forward(host=host, guest=guest))
     if len(result) > MAX_FORWARDS:
         raise LockiError(f"a sandbox may have at most {MAX_FORWARDS} forwards",
-                         hint="remove some with `locki port-forward --remove HOST`")
+                         hint="remove some with `locki port-forward --remove HOST` (or `:GUEST`)")
     return result

@@ -258,7 +258,8 @@ def port_forward(
     clear
         Remove every forward (before adding SPECs).
     remove
-        Remove the forward of this host port (repeatable).
+        Remove a forward (repeatable): HOST or HOST:GUEST by its host port, :GUEST
+        by the port inside.
     """
     return _run(lambda ctx: commands.cmd_port_forward(
         ctx, match=match, specs=list(specs), show=show, clear=clear, remove=list(remove),

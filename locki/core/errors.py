@@ -51,6 +51,15 @@ class CommandFailed(LockiError):
         self.stderr = stderr
 
 
+class TimedOut(LockiError):
+    """A child process ran past its time limit and was stopped."""
+
+    def __init__(self, argv: list[str], seconds: float) -> None:
+        super().__init__(f"`{_name(argv)}` did not finish within {seconds:g} s and was "
+                         "stopped")
+        self.argv = argv
+
+
 def _name(argv: list[str]) -> str:
     """The program and its subcommand, skipping options (`git -c x=y status` -> git status)."""
     words = [argv[0].rsplit("/", 1)[-1]] if argv else []

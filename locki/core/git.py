@@ -50,7 +50,7 @@ def argv(*args: str) -> list[str]:
 
 async def git(
     repo: Path, *args: str, check: bool = True, git_dir: Path | None = None,
-    work_tree: Path | None = None,
+    work_tree: Path | None = None, timeout: float | None = None,
 ) -> proc.Completed:
     """Run git for `repo` (the primary checkout, a trusted path from desired state)."""
     scope: list[str] = []
@@ -59,7 +59,7 @@ async def git(
     if work_tree is not None:
         scope.append(f"--work-tree={work_tree}")
     return await proc.run(
-        argv(*scope, *args), cwd=repo, env=host_env(), check=check
+        argv(*scope, *args), cwd=repo, env=host_env(), check=check, timeout=timeout
     )
 
 

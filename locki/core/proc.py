@@ -19,7 +19,7 @@ import anyio
 import structlog
 
 from locki.core import crash
-from locki.core.errors import CommandFailed, LockiError, TransientError
+from locki.core.errors import CommandFailed, LockiError, TimedOut, TransientError
 
 log = structlog.get_logger("locki.proc")
 
@@ -48,18 +48,23 @@ async def run(
     env: Mapping[str, str] | None = None,
     stdin: bytes | None = None,
     check: bool = True,
+    timeout: float | None = None,
 ) -> Completed:
-    """Run `argv` to completion and return its decoded output."""
+    """Run `argv` to completion and return its decoded output. With `timeout`, a child
+    still running after that many seconds is killed and LockiError raised."""
     args = [str(a) for a in argv]
     started = time.monotonic()
     crash.during(args)
     try:
         detached = OWN_SESSION.get()
-        proc = await anyio.run_process(
-            args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None, check=False,
-            start_new_session=detached,
-            stdin=subprocess.DEVNULL if detached and stdin is None else None,
-        )
+        with anyio.fail_after(timeout):
+            proc = await anyio.run_process(
+                args, input=stdin, cwd=cwd, env=dict(env) if env is not None else None,
+                check=False, start_new_session=detached,
+                stdin=subprocess.DEVNULL if detached and stdin is None else None,
+            )
+    except TimeoutError:
+        raise TimedOut(args, timeout or 0) from None
     except FileNotFoundError as exc:
         if cwd is not None and not cwd.is_dir():
             raise LockiError(f"folder `{cwd}` does not exist (needed to run `{args[0]}`)") from exc
@@ -86,6 +91,33 @@ async def run(
     if check and not result.ok:
         raise CommandFailed(args, result.returncode, result.stderr)
     return result
+
+
+async def run_untrusted(argv: Sequence[str], *, timeout: float, limit: int) -> str | None:
+    """The stdout of a command whose output a sandbox controls (`incus exec` of a program
+    in its container), or None when it ran longer than `timeout` seconds or wrote more
+    than `limit` bytes: then it is killed. The caller usually holds the writer lock, so a
+    program that never ends or never stops writing must not hold every locki up with it."""
+    args = [str(a) for a in argv]
+    started = time.monotonic()
+    chunks: list[bytes] = []
+    size, code = 0, None
+    with anyio.move_on_after(timeout):
+        async with await anyio.open_process(args, stdin=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL) as child:
+            if child.stdout is None:  # never: stdout is a pipe by default
+                return None
+            async for chunk in child.stdout:
+                size += len(chunk)
+                if size > limit:
+                    child.kill()
+                    break
+                chunks.append(chunk)
+            else:
+                code = await child.wait()
+    log.debug("proc.run_untrusted", argv=args, rc=code, bytes=size,
+              ms=round((time.monotonic() - started) * 1000))
+    return b"".join(chunks).decode(errors="replace") if code == 0 else None
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

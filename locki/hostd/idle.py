@@ -17,7 +17,7 @@ from datetime import datetime
 
 import structlog
 
-from locki.core import activity
+from locki.core import activity, proc
 from locki.core.errors import LockiError
 from locki.reconciler.context import Context
 from locki.reconciler.model import Observed
@@ -26,6 +26,8 @@ from locki.state.models import DaemonSettings, DesiredState
 
 log = structlog.get_logger("locki.hostd.idle")
 LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
+PROBE_SECONDS = 10.0
+PROBE_BYTES = 4 << 20  # /proc/net/tcp has 150 bytes a socket: 4 MiB is ~28000 sockets
 
 
 def started_at(box: ContainerObs) -> float | None:
@@ -71,9 +73,17 @@ async def _busy(ctx: Context) -> set[str]:
 
 
 async def _serves(ctx: Context, box: ContainerObs, guests: set[int]) -> bool:
-    result = await ctx.incus.run("exec", box.name, "--", "cat", "/proc/net/tcp",
-                                 "/proc/net/tcp6", check=False)
-    return bool(listening_ports(result.stdout) & guests)
+    """Whether a process inside listens on a forwarded port. `cat` is the container's
+    own (the sandbox may have replaced it), so its run is bounded in time and output
+    (the loop holds the writer lock meanwhile); an answer it does not give counts as
+    use: a container is never stopped on a guess."""
+    argv = ctx.incus.argv("exec", box.name, "--", "cat", "/proc/net/tcp", "/proc/net/tcp6")
+    text = await proc.run_untrusted(argv, timeout=PROBE_SECONDS, limit=PROBE_BYTES)
+    if text is None:
+        log.warning("idle.probe_failed", sandbox=box.sandbox_id,
+                    container=box.name, why="no answer in time, too long, or failed")
+        return True
+    return bool(listening_ports(text) & guests)
 
 
 async def stop_idle(ctx: Context, desired: DesiredState, observed: Observed,

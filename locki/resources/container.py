@@ -50,13 +50,16 @@ container_name = sandbox_exec.container_name
 
 def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | None:
     """An observation of `instance` if this installation made it, else None."""
-    config = instance.get("config", {})
+    # An instance Incus is still creating (a copy in progress) lists `config` and
+    # `devices` as null; observation reports, it never raises.
+    config = instance.get("config") or {}
     if config.get(PREFIX + "installation") != installation_id:
         return None
     sandbox_id = config.get(PREFIX + "sandbox")
     if not sandbox_id:
         return None
-    device = instance.get("devices", {}).get(DEVICE, {})
+    devices = instance.get("devices") or {}
+    device = devices.get(DEVICE) or {}
     mounted_same = device.get("path") == device.get("source")
     status = str(instance.get("status", "Unknown"))
     return ContainerObs(
@@ -68,7 +71,7 @@ def parse(instance: Mapping[str, Any], installation_id: str) -> ContainerObs | N
         worktree_source=device.get("source") if mounted_same else None,
         labels={k.removeprefix(PREFIX): v for k, v in config.items() if k.startswith(PREFIX)},
         devices={str(k): {str(a): str(b) for a, b in v.items()}
-                 for k, v in instance.get("devices", {}).items()},
+                 for k, v in devices.items()},
         last_started=str(instance.get("last_used_at") or "") or None,
     )
 
@@ -160,7 +163,7 @@ async def _ensure_template_ready(incus: Incus, template: str) -> None:
     """Refuse to copy from a template whose setup did not complete."""
     found = await incus.query(f"/1.0/instances/{template}?project={incus.project}",
                               missing_ok=True)
-    config = (found or {}).get("config", {})
+    config = (found or {}).get("config") or {}
     if not config.get(PREFIX + "ready") or (found or {}).get("status") != "Stopped":
         raise LockiError(
             f"template `{template}` is missing or its setup did not complete",

@@ -76,7 +76,7 @@ class TemplateSpec:
 
 def parse(instance: Mapping[str, Any], installation_id: str) -> TemplateObs | None:
     """An observation of `instance` if it is one of this installation's templates."""
-    config = instance.get("config", {})
+    config = instance.get("config") or {}  # null while Incus creates it
     key = config.get(KEY)
     if config.get(PREFIX + "installation") != installation_id or not key \
             or config.get(PREFIX + "sandbox"):

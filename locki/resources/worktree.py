@@ -19,12 +19,13 @@ from pathlib import Path
 import structlog
 
 from locki.core import crash, git
-from locki.core.errors import LockiError
+from locki.core.errors import LockiError, TimedOut
 from locki.core.files import write_atomically
 from locki.resources.model import Health, WorktreeObs
 
 log = structlog.get_logger("locki.resources.worktree")
 PARTIAL = ".partial"  # beside the worktrees: where one is built before it moves in place
+STATUS_SECONDS = 120.0  # a `git status` of a worktree; generous for a big checkout
 
 
 @dataclass(frozen=True)
@@ -190,15 +191,25 @@ async def delete_branches(repo: Path, sandbox_id: str) -> list[str]:
 
 
 async def is_dirty(repo: Path, path: Path) -> bool:
-    """Uncommitted changes, untracked files included, read without trusting `path/.git`."""
+    """Uncommitted changes, untracked files included, read without trusting `path/.git`.
+
+    The sandbox writes `path` while this runs (status and gc do not freeze it): a file
+    git has just seen as regular can be a FIFO when git opens it, and an open FIFO
+    never returns. So the read is bounded (`STATUS_SECONDS`); past it, LockiError:
+    status shows `?`, a removal is refused (work is never guessed away)."""
     common = await git.common_dir(repo)
     admin = git.admin_dir(common, path)
     if admin is None:
         raise LockiError(f"git has no record of worktree `{path}` in `{repo}`")
-    status = await git.git(
-        repo, "status", "--porcelain", "--untracked-files=all", "--ignore-submodules=all",
-        git_dir=admin, work_tree=path,
-    )
+    try:
+        status = await git.git(
+            repo, "status", "--porcelain", "--untracked-files=all", "--ignore-submodules=all",
+            git_dir=admin, work_tree=path, timeout=STATUS_SECONDS,
+        )
+    except TimedOut as exc:
+        raise LockiError(f"cannot tell whether `{path}` has uncommitted work: {exc.message}",
+                         hint="a file there may be a FIFO or a filter may hang; check the "
+                         "folder, or pass --force to discard its work") from None
     return bool(status.stdout.strip())
 
 

@@ -101,6 +101,14 @@ def test_taken_ports_are_refused_before_anything_changes(locki: Locki, repo: Pat
     assert _listeners(23456) == set()
     # The freed port can be taken by the other sandbox now.
     assert locki("pf", "-m", second, "23456:80", cwd=repo).returncode == 0
+    # `--remove :GUEST` takes every forward of that port inside (the leased one too);
+    # a spec that names none is refused and changes nothing.
+    state = (locki.config_dir / "sandboxes.toml").read_text()
+    assert locki("pf", "-m", second, "--remove", ":81", cwd=repo).returncode == 1
+    assert (locki.config_dir / "sandboxes.toml").read_text() == state
+    assert locki("pf", "-m", second, "--remove", ":80", cwd=repo).returncode == 0
+    assert {b["id"]: b["forwards"] for b in locki.sandboxes(repo)} == {first: [], second: []}
+    assert _listeners(23456) == set()
 
 
 def test_repo_default_forwards_never_collide(locki: Locki, repo: Path) -> None:
