@@ -94,8 +94,9 @@ async def observe_one(incus: Incus, name: str, installation_id: str) -> Template
     return parse(found, installation_id) if found else None
 
 
-async def ensure(incus: Incus, spec: TemplateSpec, *, cache_dir: Path) -> None:
-    """Create the template if missing and run every step not done at its version."""
+async def ensure(incus: Incus, spec: TemplateSpec, *, staging: Path) -> None:
+    """Create the template if missing and run every step not done at its version.
+    `staging`: a host folder the `incus` client reads files from (see `_push`)."""
     current = await observe_one(incus, spec.name, spec.installation_id)
     if current is None:
         await _create(incus, spec)
@@ -113,7 +114,7 @@ async def ensure(incus: Incus, spec: TemplateSpec, *, cache_dir: Path) -> None:
         if step.commands and not started:
             await incus.run("start", spec.name)
             started = True
-        await _run_step(incus, spec, step, cache_dir)
+        await _run_step(incus, spec, step, staging)
     if started:
         await _forget_machine_id(incus, spec.name)
         await incus.run("stop", spec.name)
@@ -139,10 +140,10 @@ async def _create(incus: Incus, spec: TemplateSpec) -> None:
     log.info("template.created", template=spec.name, image=spec.want.image)
 
 
-async def _run_step(incus: Incus, spec: TemplateSpec, step: Step, cache_dir: Path) -> None:
+async def _run_step(incus: Incus, spec: TemplateSpec, step: Step, staging: Path) -> None:
     log.info("template.step", template=spec.name, step=step.name, version=step.version)
     if step.files:
-        await _push(incus, spec.name, step, cache_dir)
+        await _push(incus, spec.name, step, staging)
     for command in step.commands:
         result = await incus.run("exec", spec.name, "--cwd", "/", "--", "sh", "-c", command,
                                  check=False)
@@ -160,15 +161,15 @@ async def _run_step(incus: Incus, spec: TemplateSpec, step: Step, cache_dir: Pat
     await incus.run("config", "set", spec.name, *marks)
 
 
-async def _push(incus: Incus, name: str, step: Step, cache_dir: Path) -> None:
+async def _push(incus: Incus, name: str, step: Step, staging: Path) -> None:
     """Push the step's files in one recursive push of a staged tree (one process, and
     the instance need not run). Folders already in the image take the staged folders'
     mode, 0755 as in any image."""
     # Shortcoming: a recursive push keeps the host owner's numeric ids, so with a
     # non-root host user the files are owned by that uid inside. Fine for root-owned
     # hosts (host Incus as root, the Lima VM); goes when files are pushed per owner.
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="stage-") as tmp:
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging, prefix=".stage-") as tmp:
         root = Path(tmp)
         for item in step.files:
             target = root / item.path.lstrip("/")
