@@ -95,7 +95,7 @@ def main() -> None:
                     want=dataclasses.replace(want, key=secrets.token_hex(4)),
                     installation_id="bench", profile="locki", source=env["LOCKI_IMAGE"])
                 anyio.run(lambda: template.ensure(Incus(["incus"], project), spec,
-                                                  cache_dir=home / ".cache" / "locki"))
+                                                  staging=home / ".cache" / "locki"))
                 run(*incus, "start", spec.name)
                 worktree(spec.name)
                 return spec.name

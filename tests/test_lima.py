@@ -256,3 +256,27 @@ def test_without_a_host_client_a_repo_archive_is_refused_clearly(
     assert "brew install incus" in (caught.value.hint or "")
     assert anyio.run(templates._source, ctx, spec.model_copy(update={"image": "alias"})) \
         == "alias"
+
+
+def test_doctor_names_npm_until_mise_is_cached(home: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Templates need mise, fetched with `npm pack`: without npm no template builds."""
+    import anyio
+
+    from locki.cli import doctor
+    from locki.resources import provision
+
+    bare = tmp_path / "bare-bin"
+    bare.mkdir()
+    (bare / "git").symlink_to("/usr/bin/git")
+    monkeypatch.setenv("PATH", str(bare))
+    paths = Paths.from_env()
+    _, found = anyio.run(doctor.checks, paths, "incus")
+    npm = next(c for c in found if c.name == "npm")
+    assert not npm.ok and npm.blocking and "apt install npm" in (npm.fix or "")
+
+    cached = provision.mise_binary(paths.cache)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x7fELF")
+    _, found = anyio.run(doctor.checks, paths, "incus")
+    assert next(c for c in found if c.name == "npm").ok

@@ -104,3 +104,20 @@ def test_a_repo_cannot_ask_for_privilege(tmp_path: Path, home: Path, text: str,
     err = capsys.readouterr().err
     assert "locki.toml" in err
     assert text.split("=")[0].strip(' "[\n').split("]")[0] in err
+
+
+def test_the_instructions_name_everything_the_bridge_allows() -> None:
+    """The agents learn the bridge from this text: a git command or gh form added to the
+    allow-list and not described here would stay unknown to them."""
+    from locki.bridge import gh, policy
+
+    text = provision.instructions()
+    missing = [f"git {name}" for name in policy.COMMANDS if f"`{name}" not in text]
+    for form in gh.FORMS:
+        group, _, sub = form.partition(" ")
+        said = f"gh {group}" in text and (not sub or sub in text)
+        missing += [] if said else [f"gh {form}"]
+    assert missing == []
+    for topic in ("#locki-<id>", "locki port-forward :", "mise", "Startup checklist",
+                  "IS_SANDBOX=1"):
+        assert topic in text, topic

@@ -17,7 +17,7 @@ from locki.bridge import client, server
 from locki.core import lima, proc, runtime
 from locki.core.errors import LockiError
 from locki.core.paths import Paths
-from locki.resources import vm
+from locki.resources import provision, vm
 from locki.resources.model import Health
 from locki.state.models import UserConfig
 from locki.state.store import load
@@ -136,6 +136,22 @@ async def _daemon(paths: Paths) -> Check:
     return Check("bridge daemon", True, f"answers as `{answer}`")
 
 
+def _npm(paths: Paths) -> Check:
+    """Templates need the mise binary, which locki fetches once with `npm pack`."""
+    try:
+        cached = provision.mise_binary(paths.cache)
+    except LockiError as exc:
+        return Check("npm", False, exc.message, "use an x86_64 or arm64 machine")
+    if cached.is_file():
+        return Check("npm", True, f"not needed: mise {provision.MISE_VERSION} is cached")
+    found = shutil.which("npm")
+    if found is None:
+        return Check("npm", False, "not on PATH (locki fetches mise with `npm pack` to build "
+                     "the sandboxes' template)", "install npm (macOS: brew install node; "
+                     "Debian: apt install npm)")
+    return Check("npm", True, found)
+
+
 def _disk(paths: Paths) -> Check:
     folder: Path = paths.data_dir
     while not folder.exists():
@@ -162,7 +178,7 @@ async def checks(paths: Paths, flag: str | None) -> tuple[str, list[Check]]:
         found += await _lima(paths, config)
     elif name == "incus":
         found += await _host_incus()
-    found += [await _git(), await _daemon(paths), _disk(paths)]
+    found += [await _git(), _npm(paths), await _daemon(paths), _disk(paths)]
     return name, found
 
 

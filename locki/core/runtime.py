@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 from locki.core import lima
@@ -44,6 +45,10 @@ class Runtime(Protocol):
         """The folder, on the Incus host, that every sandbox shares as its package cache."""
         ...
 
+    def staging_dir(self, paths: Paths) -> Path:
+        """A host folder whose files the `incus` client can read, to push them from."""
+        ...
+
 
 def _incus_client() -> str:
     found = shutil.which("incus")
@@ -71,6 +76,9 @@ class HostIncus:
 
     def cache_source(self, paths: Paths) -> str:
         return str(paths.sandbox_cache)
+
+    def staging_dir(self, paths: Paths) -> Path:
+        return paths.cache
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,11 @@ class LimaVM:
         # On the VM's own disk: the VM sees only the worktrees root and the shared home
         # of the host, and the caches need neither. Provisioning creates it.
         return VM_CACHE
+
+    def staging_dir(self, paths: Paths) -> Path:
+        # The VM's own client sees the host through the VM's two mounts only: stage in
+        # the worktrees root (at the same path there), never in the cache folder.
+        return paths.cache if self.client_on_host() else paths.worktrees
 
 
 def selected(flag: str | None, configured: str | None) -> str:

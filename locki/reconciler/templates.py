@@ -112,7 +112,8 @@ async def build(ctx: Context, desired: DesiredState, key: str) -> None:
             # The copies' own idmap, so that starting one never remaps its whole rootfs.
             config=container.idmap_config(os.getuid(), os.getgid()),
         )
-        await template.ensure(ctx.incus, spec_t, cache_dir=ctx.paths.cache)
+        await template.ensure(ctx.incus, spec_t,
+                              staging=ctx.runtime.staging_dir(ctx.paths))
         return
     raise LockiError(
         f"no sandbox needs template `{key}` any more (the repo setup or image changed "

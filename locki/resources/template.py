@@ -30,7 +30,7 @@ import structlog
 
 from locki.core.errors import CommandFailed, LockiError
 from locki.core.incus import Incus
-from locki.resources.provision import Step, Want
+from locki.resources.provision import File, Step, Want
 
 PREFIX = "user.locki."
 KEY = PREFIX + "template"
@@ -94,8 +94,9 @@ async def observe_one(incus: Incus, name: str, installation_id: str) -> Template
     return parse(found, installation_id) if found else None
 
 
-async def ensure(incus: Incus, spec: TemplateSpec, *, cache_dir: Path) -> None:
-    """Create the template if missing and run every step not done at its version."""
+async def ensure(incus: Incus, spec: TemplateSpec, *, staging: Path) -> None:
+    """Create the template if missing and run every step not done at its version.
+    `staging`: a host folder the `incus` client reads files from (see `_push`)."""
     current = await observe_one(incus, spec.name, spec.installation_id)
     if current is None:
         await _create(incus, spec)
@@ -113,7 +114,7 @@ async def ensure(incus: Incus, spec: TemplateSpec, *, cache_dir: Path) -> None:
         if step.commands and not started:
             await incus.run("start", spec.name)
             started = True
-        await _run_step(incus, spec, step, cache_dir)
+        await _run_step(incus, spec, step, staging)
     if started:
         await _forget_machine_id(incus, spec.name)
         await incus.run("stop", spec.name)
@@ -139,10 +140,10 @@ async def _create(incus: Incus, spec: TemplateSpec) -> None:
     log.info("template.created", template=spec.name, image=spec.want.image)
 
 
-async def _run_step(incus: Incus, spec: TemplateSpec, step: Step, cache_dir: Path) -> None:
+async def _run_step(incus: Incus, spec: TemplateSpec, step: Step, staging: Path) -> None:
     log.info("template.step", template=spec.name, step=step.name, version=step.version)
     if step.files:
-        await _push(incus, spec.name, step, cache_dir)
+        await _push(incus, spec.name, step, staging)
     for command in step.commands:
         result = await incus.run("exec", spec.name, "--cwd", "/", "--", "sh", "-c", command,
                                  check=False)
@@ -160,29 +161,25 @@ async def _run_step(incus: Incus, spec: TemplateSpec, step: Step, cache_dir: Pat
     await incus.run("config", "set", spec.name, *marks)
 
 
-async def _push(incus: Incus, name: str, step: Step, cache_dir: Path) -> None:
-    """Push the step's files in one recursive push of a staged tree (one process, and
-    the instance need not run). Folders already in the image take the staged folders'
-    mode, 0755 as in any image."""
-    # Shortcoming: a recursive push keeps the host owner's numeric ids, so with a
-    # non-root host user the files are owned by that uid inside. Fine for root-owned
-    # hosts (host Incus as root, the Lima VM); goes when files are pushed per owner.
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="stage-") as tmp:
+async def _push(incus: Incus, name: str, step: Step, staging: Path) -> None:
+    """Push the step's files from a staged tree (the instance need not run for that).
+
+    A recursive push gives every file and folder it names the staged one's numeric
+    owner, existing folders such as /etc and /usr included, and refuses --uid/--gid.
+    Staged by root that is right, and one process pushes the lot; staged by another
+    user (a Mac's 501, a Linux 1000) each file is pushed alone as root's, its missing
+    folders made as root's, so nothing in the image changes owner."""
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=staging, prefix=".stage-") as tmp:
         root = Path(tmp)
         for item in step.files:
-            target = root / item.path.lstrip("/")
-            for folder in reversed(target.relative_to(root).parents):
-                (root / folder).mkdir(mode=0o755, exist_ok=True)
-                (root / folder).chmod(0o755)
-            if item.source is not None:
-                try:
-                    os.link(item.source, target)  # same disk: no copy of a big binary
-                except OSError:
-                    shutil.copyfile(item.source, target)
-            else:
-                target.write_text(item.text, encoding="utf-8")
-            target.chmod(item.mode)
+            _stage(root, item)
+        if os.getuid() != 0:
+            for item in step.files:
+                await incus.run("file", "push", "--quiet", "--create-dirs", "--uid", "0",
+                                "--gid", "0", "--mode", f"{item.mode:04o}",
+                                str(root / item.path.lstrip("/")), f"{name}{item.path}")
+            return
         tops = sorted(str(p) for p in root.iterdir() if p.is_dir())
         files = sorted(str(p) for p in root.iterdir() if p.is_file())
         if tops:
@@ -190,6 +187,22 @@ async def _push(incus: Incus, name: str, step: Step, cache_dir: Path) -> None:
         for top_file in files:
             await incus.run("file", "push", "--quiet", "--uid", "0", "--gid", "0",
                             top_file, f"{name}/")
+
+
+def _stage(root: Path, item: File) -> None:
+    """Put `item` under `root` at its path; folders 0755, as in any image."""
+    target = root / item.path.lstrip("/")
+    for folder in reversed(target.relative_to(root).parents):
+        (root / folder).mkdir(mode=0o755, exist_ok=True)
+        (root / folder).chmod(0o755)
+    if item.source is not None:
+        try:
+            os.link(item.source, target)  # same disk: no copy of a big binary
+        except OSError:
+            shutil.copyfile(item.source, target)
+    else:
+        target.write_text(item.text, encoding="utf-8")
+    target.chmod(item.mode)
 
 
 async def _forget_machine_id(incus: Incus, name: str) -> None:

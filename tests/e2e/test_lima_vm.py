@@ -276,7 +276,13 @@ def test_without_an_incus_client_on_the_host_calls_go_through_limactl_shell(
     assert through and all(c[:5] == ["shell", "--workdir", "/", "locki", "--"] and
                            c[5] == "incus" for c in through)
     assert any("create" in c for c in through)  # the container, made inside the VM
-    ran = lima_locki("x", "-m", sid, "--", "sh", "-c", "git status --short --branch",
+    ran = lima_locki("x", "-m", sid, "--", "sh", "-c", "git status --short --branch; "
+                     "test -x /usr/local/bin/mise && head -1 /etc/claude-code/CLAUDE.md",
                      cwd=repo, extra_env=path)
     assert ran.returncode == 0, ran.stderr
     assert f"untitled#locki-{sid}" in ran.stdout
+    # The template's files were staged where the VM sees them (the fake's guest, like a
+    # VM, does not see locki's cache folder), and the staging folder is gone.
+    assert "You are working in a locki sandbox" in ran.stdout
+    worktrees = Path(lima_locki.env["XDG_DATA_HOME"]) / "locki" / "worktrees"
+    assert not list(worktrees.glob(".stage-*"))

@@ -154,6 +154,16 @@ def test_a_non_root_users_sandbox_writes_files_that_user_owns(user: User) -> Non
     objects = [p for p in (repo / ".git" / "objects").rglob("*") if p.is_file()]
     assert objects and all(p.stat().st_uid == UID for p in objects)
 
+    # The template's files came from this user's staging folder; inside they are root's
+    # and the image's own folders kept their owner.
+    owners = user.locki("x", "-m", info["id"], "--", "stat", "-c", "%u:%g %n", "/etc",
+                        "/usr", "/usr/local/bin", "/usr/local/bin/mise",
+                        "/etc/profile.d/locki-sandbox.sh", "/etc/claude-code/CLAUDE.md",
+                        cwd=repo)
+    assert owners.returncode == 0, owners.stderr
+    assert [line.split()[0] for line in owners.stdout.splitlines()] == ["0:0"] * 6, \
+        owners.stdout
+
     box = subprocess.run(["incus", "--project", f"locki-{_installation(user)}", "config",
                           "get", f"locki-{info['id']}", "raw.idmap"],
                          capture_output=True, text=True, check=True)

@@ -9,7 +9,9 @@ failures go to stderr as logrus lines (`level=fatal msg=...`, exit 1).
 The "VM" is this host: `shell NAME -- CMD` runs CMD here, so the host's real Incus stands
 in for the VM's. Only the VM's own state is kept apart: its `/var/lib/locki` (where
 locki's provisioning markers live) is the instance's `guest/var-lib-locki`, bound over
-the host folder in a private mount namespace for each command. Socket forwards are
+the host folder in a private mount namespace for each command, in which locki's
+host-only folders (its cache, state and config; a VM sees only the two mounts) are
+empty, so a host path handed to the guest fails as in a VM. Socket forwards are
 symlinks: `guestSocket -> hostSocket` (reverse) or `hostSocket -> guestSocket`. The
 guest has passwordless `sudo`, as Lima's has (a shim on the guest PATH).
 Provisioning scripts (`mode: system`) run at every `start`, as Lima runs them at boot;
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -199,7 +202,9 @@ def host_socket(rule: dict[str, Any], name: str) -> Path:
 
 
 def guest_bin(name: str) -> Path:
-    path = inst_dir(name) / "guest" / "bin"
+    """The guest's own programs (a `sudo`), in its /var/lib/locki: the instance folder
+    itself is on the host, where the guest does not see it."""
+    path = inst_dir(name) / "guest" / "var-lib-locki" / ".fake-bin"
     path.mkdir(parents=True, exist_ok=True)
     sudo = path / "sudo"
     if not sudo.exists():
@@ -210,6 +215,16 @@ def guest_bin(name: str) -> Path:
     return path
 
 
+def host_only() -> list[Path]:
+    """locki's folders on the host that no mount of the VM shows (it mounts only the
+    worktrees root and the shared home, both under the data folder)."""
+    roots = {"XDG_CACHE_HOME": ".cache", "XDG_STATE_HOME": ".local/state",
+             "XDG_CONFIG_HOME": ".config"}
+    found = [Path(os.environ.get(var) or Path.home() / sub) / "locki"
+             for var, sub in roots.items()]
+    return [path for path in found if path.is_dir()]
+
+
 def in_guest(name: str, argv: list[str], *, cwd: str | None = None,
              stdin: Any = None) -> int:
     """Run argv "in the VM": this host, with the VM's own /var/lib/locki."""
@@ -217,10 +232,16 @@ def in_guest(name: str, argv: list[str], *, cwd: str | None = None,
     state_dir.mkdir(parents=True, exist_ok=True)
     Path(GUEST_STATE).mkdir(parents=True, exist_ok=True)
     # The guest's own PATH, as a Debian guest has it: nothing of the caller's.
-    env = {**os.environ, "PATH": f"{guest_bin(name)}:{GUEST_PATH}"}
+    guest_bin(name)
+    env = {**os.environ, "PATH": f"{GUEST_STATE}/.fake-bin:{GUEST_PATH}"}
+    # The VM sees the host through its two mounts only: locki's own host folders
+    # (cache, state, config) are empty there, so a command that hands a host path
+    # outside the mounts to the guest fails here as it would in a real VM.
+    hidden = " && ".join(f"mount -t tmpfs -o size=1m locki-hidden {shlex.quote(str(d))}"
+                         for d in host_only())
     wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-               'mount --bind "$0" "$1" && shift && exec "$@"', str(state_dir), GUEST_STATE,
-               *argv]
+               'mount --bind "$0" "$1" && shift && ' + (hidden + " && " if hidden else "")
+               + 'exec "$@"', str(state_dir), GUEST_STATE, *argv]
     return subprocess.run(wrapped, cwd=cwd, env=env, stdin=stdin).returncode
 
 
@@ -323,10 +344,10 @@ def cmd_start(args: list[str]) -> None:
             continue
         script = inst_dir(name) / f"provision.system.{i:02d}"
         script.write_text(expand(item["script"], name))
-        with (inst_dir(name) / "ha.stderr.log").open("a") as out:
-            rc = subprocess.run(["sh", "-c", f'exec "$@" >>"{out.name}" 2>&1', "sh",
-                                 sys.executable, __file__, "_guest", name, "bash",
-                                 str(script)]).returncode
+        log_file = inst_dir(name) / "ha.stderr.log"
+        with log_file.open("a") as out, script.open("rb") as source:
+            rc = subprocess.run([sys.executable, __file__, "_guest", name, "bash", "-s"],
+                                stdin=source, stdout=out, stderr=subprocess.STDOUT).returncode
         if rc != 0:
             failed.append(f"provisioning script {i} failed with exit code {rc}")
     if failed:
@@ -424,7 +445,7 @@ def main(argv: list[str]) -> None:
         return
     command, rest = args[0], args[1:]
     if command == "_guest":  # internal: the provisioning run of `start`
-        sys.exit(in_guest(rest[0], rest[1:]))
+        sys.exit(in_guest(rest[0], rest[1:], stdin=sys.stdin))
     commands = {"list": cmd_list, "ls": cmd_list, "create": cmd_create, "start": cmd_start,
                 "stop": cmd_stop, "delete": cmd_delete, "rm": cmd_delete, "shell": cmd_shell}
     if command not in commands:
