@@ -211,7 +211,11 @@ def _containers_step(cgroup_v1: bool) -> Step:
     text = "# Written by locki: podman in a sandbox.\n[containers]\n"
     if cgroup_v1:
         text += 'cgroups = "disabled"\n'
-    return Step("containers", files=(File("/etc/containers/containers.conf.d/locki.conf", text),))
+    return Step("containers", files=(
+        File("/etc/containers/containers.conf.d/locki.conf", text),
+        # The image's own podman when it has one; else installed on first use (like the
+        # agent CLIs), so building a template needs neither a start nor the network.
+        File("/usr/local/bin/podman", _guest("podman"), mode=0o755)))
 
 
 def steps(*, cache_dir: Path, worktrees: Path, repo_setup: Sequence[str],

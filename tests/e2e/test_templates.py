@@ -194,6 +194,8 @@ def test_mise_podman_and_instructions_inside(
     # podman runs a container from an image imported right here (no registry needed).
     nested = _inside(locki, repo, sid, PODMAN)
     assert "hello from a nested container" in nested
+    # ... through locki's podman, which runs the image's own (and installs one if none).
+    assert _inside(locki, repo, sid, "command -v podman") == "/usr/local/bin/podman\n"
 
     # An agent CLI is installed on first use by its shim: a stand-in package, real npm.
     no_npm = locki("x", "-m", sid, "--", "claude", "--version", cwd=repo)
