@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -150,7 +149,7 @@ def run(sandbox_id: str, top: Path, hook: str, args: list[str]) -> int:
     repo = Path(str(spec["repo"]))
     root = paths.worktree_for(repo, sandbox_id)
     env = {key: os.environ[key] for key in GIT_ENV if key in os.environ}
-    folder = f"/tmp/locki-hook-{secrets.token_hex(8)}"
+    folder = f"/tmp/locki-hook-{os.urandom(8).hex()}"  # unguessable: mkdir fails if planted
     env["LOCKI_HOOK_DIR"] = folder
     inside = _inside(hook, top, root)
     if inside is None:

@@ -202,3 +202,28 @@ def test_the_daemon_restores_a_rewritten_pointer_within_seconds(
     assert rewritten.returncode == 0, rewritten.stderr
     assert _wait(lambda: (worktree / ".git").read_text() == original, 20), \
         "the loop did not restore the pointer"
+
+
+def test_pre_push_gets_the_refs_on_stdin_and_can_refuse(locki: Locki, repo: Path,
+                                                        marks: Path) -> None:
+    _hook(repo / ".git" / "hooks" / "pre-push", f"""cat > {marks}/pre-push-stdin
+echo "$1 $2" > {marks}/pre-push-args
+[ ! -e {marks}/refuse ]
+""")
+    sid, _ = _ready(locki, repo, marks)
+    branch = f"untitled#locki-{sid}"
+    made = _inside(locki, repo, "sh", "-c", "git commit -q --allow-empty -m to-push")
+    assert made.returncode == 0, made.stderr
+    pushed = _inside(locki, repo, "git", "push", "-q", "-u", "origin", branch)
+    assert pushed.returncode == 0, pushed.stderr
+    stdin = _inside(locki, repo, "cat", f"{marks}/pre-push-stdin").stdout
+    head = git(repo, "rev-parse", branch)
+    assert stdin.split()[:4] == [f"refs/heads/{branch}", head, f"refs/heads/{branch}",
+                                 "0" * 40], stdin
+    assert _inside(locki, repo, "cat", f"{marks}/pre-push-args").stdout.startswith("origin ")
+
+    assert _inside(locki, repo, "touch", f"{marks}/refuse").returncode == 0
+    again = _inside(locki, repo, "sh", "-c", "git commit -q --allow-empty -m refused && "
+                    f"git push -q origin '{branch}'")
+    assert again.returncode != 0
+    assert git(repo, "rev-parse", f"origin/{branch}") == head
