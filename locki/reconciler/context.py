@@ -125,7 +125,6 @@ class Context:
                "LOCKI_RUNTIME": self.runtime.name}
         if self.paths.runtime_dir.name == "locki":
             env["XDG_RUNTIME_DIR"] = str(self.paths.runtime_dir.parent)
-        env.update({k: os.environ[k] for k in ("INCUS_SOCKET", "INCUS_DIR") if k in os.environ})
         return hooks.script(sandbox_id=sandbox_id, common=common, top=top,
                             python=sys.executable, env=env)
 
