@@ -90,21 +90,41 @@ class Held:
     """One command's share of a container's freeze. A hook that git runs inside the
     container needs it running: `suspend` gives the share back for as long as the hook
     runs (the container thaws unless another command holds it) and `resume` takes it
-    again, so a git the hook itself calls through the bridge still freezes it."""
+    again, so a git the hook itself calls through the bridge still freezes it.
+
+    Each change runs as a task of its own that a cancelled caller does not stop, and
+    the command's end waits for it (`settled`): the share is then given back exactly
+    once, however the command ended."""
 
     def __init__(self, freezer: Freezer, name: str, project: str) -> None:
         self._freezer, self._name, self._project = freezer, name, project
         self.suspended = False
+        self._change: asyncio.Task[None] | None = None
 
     async def suspend(self) -> None:
-        if not self.suspended:
-            self.suspended = True
-            await self._freezer._release(self._name, self._project)
+        await self._run(suspend=True)
 
     async def resume(self) -> None:
-        if self.suspended:
+        await self._run(suspend=False)
+
+    async def _run(self, *, suspend: bool) -> None:
+        await self.settled()
+        if self.suspended == suspend:
+            return
+        self._change = asyncio.ensure_future(self._flip(suspend))
+        await asyncio.shield(self._change)
+
+    async def _flip(self, suspend: bool) -> None:
+        if suspend:
+            await self._freezer._release(self._name, self._project)
+        else:
             await self._freezer._acquire(self._name, self._project)
-            self.suspended = False
+        self.suspended = suspend
+
+    async def settled(self) -> None:
+        """Wait (uncancelled) until no change is in flight."""
+        if self._change is not None and not self._change.done():
+            await asyncio.wait([self._change])
 
 
 class Freezer:
@@ -123,8 +143,12 @@ class Freezer:
         try:
             yield held
         finally:
-            if not held.suspended:
-                await asyncio.shield(self._release(name, project))
+            await asyncio.shield(self._give_back(held))
+
+    async def _give_back(self, held: Held) -> None:
+        await held.settled()
+        if not held.suspended:
+            await self._release(held._name, held._project)
 
     async def _acquire(self, name: str, project: str) -> None:
         async with self._lock.setdefault(name, asyncio.Lock()):

@@ -657,76 +657,117 @@ class Bridge:
         if sandbox.index is not None:
             env["GIT_INDEX_FILE"] = sandbox.index
         # The hook trampolines ask on this socket for the container to be thawed while
-        # a hook runs in it, and frozen again after (`locki.cli.hook`).
-        ours, theirs = socket.socketpair()
-        env["LOCKI_HOOK_CTL"] = str(theirs.fileno())
-        # The child's cwd is the directory `open_inside` opened, named through the fd:
-        # the kernel resolves /proc/self/fd/N to that very directory, not by re-walking a
-        # path the sandbox could have changed since. pass_fds keeps N open in the child
-        # until its chdir (on Linux the daemon's host; other hosts fchdir before exec).
+        # a hook runs in it, and frozen again after (`locki.cli.hook`): one connection
+        # per hook, so a trampoline that dies is seen (its connection ends).
+        control = _HookControl(self, sandbox, verdict_argv, held, err)
+        path = self.paths.private_runtime_dir() / f"hook-{os.urandom(8).hex()}.sock"
+        server = await asyncio.start_unix_server(control.session, path=str(path))
+        env["LOCKI_HOOK_CTL"] = str(path)
         if bare:
-            where: dict[str, object] = {"cwd": sandbox.repo, "pass_fds": (theirs.fileno(),)}
+            where: dict[str, object] = {"cwd": sandbox.repo}
         elif sys.platform == "linux":
-            where = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd, theirs.fileno())}
+            where = {"cwd": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
         else:
             # Shortcoming: a preexec hook is not thread-safe; the daemon starts no threads.
-            where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd, theirs.fileno())}
+            where = {"preexec_fn": lambda: os.fchdir(fd), "pass_fds": (fd,)}
         source = stdin if stdin is not None else asyncio.subprocess.DEVNULL
         try:
             child = await asyncio.create_subprocess_exec(
                 *[os.fsencode(a) for a in argv], stdin=source, stdout=out, stderr=err,
                 env=env, start_new_session=True, **where,  # type: ignore[arg-type]
             )
-        finally:
-            theirs.close()
-        serving = asyncio.create_task(
-            self._hooks(ours, sandbox, verdict_argv, held, child, err))
-        try:
+            control.child = child
             return await _finish(child, "git", err)
         finally:
-            serving.cancel()
-            await asyncio.gather(serving, return_exceptions=True)
-            ours.close()
+            server.close()
+            path.unlink(missing_ok=True)
+            await control.wind_down()
 
-    async def _hooks(self, control: socket.socket, sandbox: Sandbox, words: Sequence[str],
-                     held: freeze_.Held | None, child: asyncio.subprocess.Process,
-                     err: IO[bytes]) -> None:
-        """Serve one git's hook trampolines: `thaw` before a hook runs in the container,
-        `freeze` after it. After each hook the worktree is checked again as before the
-        command; a hook that broke it (a tracked folder made a symlink) stops the git."""
-        reader, writer = await asyncio.open_connection(sock=control)
+    async def _worktree_holds_still_or_stop(self, sandbox: Sandbox, words: Sequence[str],
+                                            child: asyncio.subprocess.Process | None,
+                                            err: IO[bytes]) -> None:
+        try:
+            await self._worktree_holds_still(sandbox, words)
+        except Refused as exc:
+            if child is not None:
+                _stop(child, err, f"a hook changed the worktree: {exc}")
+            log.warning("bridge.hook_broke_worktree", sandbox=sandbox.id, reason=str(exc))
+
+
+class _HookControl:
+    """One host git's hook trampolines: `thaw` before a hook runs in the container,
+    `freeze` after it, on a connection of their own. After each hook the worktree is
+    checked again as before the command; a hook that broke it (a tracked folder made a
+    symlink) stops the git. Fails closed: a connection that ends while its hook has the
+    container thawed (the trampoline died), or a word out of turn, stops the git, which
+    never goes on with the sandbox running."""
+
+    def __init__(self, bridge: Bridge, sandbox: Sandbox, words: Sequence[str],
+                 held: freeze_.Held | None, err: IO[bytes]) -> None:
+        self.bridge, self.sandbox, self.words, self.held, self.err = \
+            bridge, sandbox, words, held, err
+        self.child: asyncio.subprocess.Process | None = None
+        self.sessions: set[asyncio.Task[object]] = set()
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.sessions.add(task)
+        sid = self.sandbox.id
         inside = False
         try:
             while line := await reader.readline():
                 word = line.strip()
                 if word == b"thaw" and not inside:
                     inside = True
-                    self._in_hook[sandbox.id] = self._in_hook.get(sandbox.id, 0) + 1
-                    if held is not None:
-                        await asyncio.shield(held.suspend())
+                    self.bridge._in_hook[sid] = self.bridge._in_hook.get(sid, 0) + 1
+                    if self.held is not None:
+                        await self.held.suspend()
                 elif word == b"freeze" and inside:
-                    if held is not None:
-                        await asyncio.shield(held.resume())
+                    if self.held is not None:
+                        await self.held.resume()
                     inside = False
-                    self._in_hook[sandbox.id] -= 1
-                    try:
-                        if held is not None:
-                            await self._worktree_holds_still(sandbox, words)
-                    except Refused as exc:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(child.pid, signal.SIGKILL)
-                        err.write(f"locki: stopped: a hook changed the worktree: {exc}\n"
-                                  .encode(errors="surrogateescape"))
-                        log.warning("bridge.hook_broke_worktree", sandbox=sandbox.id,
-                                    reason=str(exc))
+                    self.bridge._in_hook[sid] -= 1
+                    if self.held is not None:
+                        await self.bridge._worktree_holds_still_or_stop(
+                            self.sandbox, self.words, self.child, self.err)
+                    writer.write(b"ok\n")
+                    await writer.drain()
+                    break  # one hook per connection
                 else:
                     break
                 writer.write(b"ok\n")
                 await writer.drain()
+        except (OSError, LockiError) as exc:
+            log.warning("bridge.hook_control_failed", sandbox=sid, error=str(exc))
         finally:
             if inside:
-                self._in_hook[sandbox.id] -= 1
+                self.bridge._in_hook[sid] -= 1
+                if self.child is not None and self.child.returncode is None:
+                    _stop(self.child, self.err, "the hook's control was lost while it ran")
             writer.close()
+
+    async def wind_down(self) -> None:
+        """After git ended: what it left running (a trampoline, its `incus exec`, all in
+        its process group) goes, and each session settles (its freeze share with it)."""
+        pending = {task for task in self.sessions if not task.done()}
+        if not pending:
+            return
+        if self.child is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.child.pid, signal.SIGKILL)
+        _, late = await asyncio.wait(pending, timeout=HOOK_SETTLE_SECONDS)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+
+def _stop(child: asyncio.subprocess.Process, err: IO[bytes], why: str) -> None:
+    """Stop a host git (and what it started) that must not go on."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+    err.write(f"locki: stopped: {why}\n".encode(errors="surrogateescape"))
 
 
 async def _finish(child: asyncio.subprocess.Process, name: str, err: IO[bytes]) -> int:
@@ -734,7 +775,8 @@ async def _finish(child: asyncio.subprocess.Process, name: str, err: IO[bytes]) 
     try:
         await asyncio.wait_for(child.wait(), GIT_SECONDS)
     except TimeoutError:
-        child.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)  # its whole group: hooks and all
         await child.wait()
         err.write(f"locki: {name} ran over {GIT_SECONDS}s and was stopped\n".encode())
     return child.returncode if child.returncode is not None else 1
@@ -782,6 +824,7 @@ TOUCHES_WORKTREE = frozenset({
 PER_SANDBOX = 8  # concurrent commands of one sandbox: it cannot starve the others
 GIT_SECONDS = 600
 STDIN_SECONDS = 60
+HOOK_SETTLE_SECONDS = 10  # after git ends: for its hook control to wind down
 STDIN_LIMIT = 64 << 20
 _GUEST_PORT = re.compile(r":[1-9][0-9]{0,4}")
 

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import IO
 
 from locki.cli import fast
 from locki.core.paths import Paths
@@ -123,11 +124,15 @@ def _carried(args: list[str], git_dir: str | None) -> dict[int, str]:
 
 
 class _Control:
-    """The daemon's thaw/freeze socket, when git runs under the bridge."""
+    """The daemon's thaw/freeze socket, when git runs under the bridge: one connection
+    for this hook (its end tells the daemon this trampoline is gone)."""
 
     def __init__(self) -> None:
-        fd = os.environ.get("LOCKI_HOOK_CTL", "")
-        self.sock = socket.socket(fileno=int(fd)) if fd.isdigit() else None
+        path = os.environ.get("LOCKI_HOOK_CTL", "")
+        self.sock: socket.socket | None = None
+        if path.startswith("/"):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(path)
 
     def ask(self, word: str) -> None:
         if self.sock is None:
@@ -169,19 +174,42 @@ def run(sandbox_id: str, top: Path, hook: str, args: list[str]) -> int:
         argv = fast.fast_exec_argv(["-m", sandbox_id, "--", *command])
         if argv is None:  # not running, or anything unusual: `locki x` sorts it out
             argv = [sys.executable, "-I", "-m", "locki", "x", "-m", sandbox_id, "--", *command]
-        done = subprocess.run(argv, stdout=subprocess.PIPE, check=False)
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        returned = _returned(child.stdout, carried)
+        code = child.wait()
     finally:
         control.ask("freeze")
-    for line in done.stdout.splitlines():
+    for position, content in returned.items():
+        _write_back(carried[position], content)
+    return code
+
+
+def _returned(stream: IO[bytes], carried: dict[int, str]) -> dict[int, bytes]:
+    """The carried files as the hook left them, from the wrapper's output lines; read as
+    a stream and bounded (the output is the sandbox's: anything else is dropped)."""
+    limit = len(MARK) + 24 + (FILE_LIMIT * 4) // 3 + 8
+    found: dict[int, bytes] = {}
+    while line := stream.readline(limit):
+        if not line.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass  # the rest of an over-long line, dropped
+            continue
         if not line.startswith(MARK):
             continue
-        number, _, data = line[len(MARK):].partition(b" ")
+        number, _, data = line[len(MARK):].strip().partition(b" ")
         position = int(number) if number.isdigit() else -1
-        if position in carried:
-            content = base64.b64decode(data, validate=False)
-            if len(content) <= FILE_LIMIT:
-                _write_back(carried[position], content)
-    return done.returncode
+        if position not in carried:
+            continue
+        try:
+            content = base64.b64decode(data, validate=True)
+        except ValueError:
+            continue
+        if len(content) <= FILE_LIMIT:
+            found[position] = content
+    return found
+
+
 
 
 def _git_dir(spec: dict[str, object]) -> str | None:

@@ -31,6 +31,9 @@ def free(port: int) -> bool:
         if family == socket.AF_INET6 and not ipv6_loopback():
             continue
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the proxy binds (Go sets it): connections a just-removed forward
+            # served linger in TIME_WAIT for a minute and must not make the port taken.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((address, port))
             except OSError:

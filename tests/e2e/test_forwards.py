@@ -70,6 +70,18 @@ def test_forward_serves_on_loopback_only_and_follows_the_sandbox(
     assert locki("rm", "--force", cwd=repo).returncode == 0
     assert _listeners(host) == set()
 
+    # Removed and made again with the same forward: the port is free, nothing is stale.
+    again = locki("x", "--", "sh", "-c", SERVE.format(bind="127.0.0.1"), cwd=repo)
+    assert again.returncode == 0, again.stderr
+    readded = locki("port-forward", f"{host}:8000", "--json", cwd=repo)
+    assert readded.returncode == 0, readded.stderr
+    assert _get(f"http://localhost:{host}/") == 200
+    [fresh] = locki.containers()
+    assert fresh["name"] != name
+    devices = sorted(d for d in (fresh.get("devices") or {}) if d.startswith("locki-fwd"))
+    assert devices == [f"locki-fwd4-{host}", f"locki-fwd6-{host}"]
+    assert locki.sandboxes(repo)[0]["forwards"] == [{"host": host, "guest": 8000}]
+
 
 def test_taken_ports_are_refused_before_anything_changes(locki: Locki, repo: Path) -> None:
     first = json.loads(locki("new", "--json", cwd=repo).stdout)["id"]
