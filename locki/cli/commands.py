@@ -143,6 +143,10 @@ async def cmd_plan(ctx: Context, *, as_json: bool, detailed_exitcode: bool) -> i
         # An unobserved runtime is no "in sync": CI gets 1 (main.run), never 0.
         raise RuntimeUnreachable(f"the plan is incomplete: the runtime could not be "
                                  f"observed ({why})", hint="run `locki doctor`")
+    if detailed_exitcode and result.unknown:
+        raise LockiError("the plan is incomplete: " + "; ".join(result.unknown),
+                         hint="fix what is named (e.g. the repository's locki.toml: "
+                         "`locki check`), then plan again")
     if detailed_exitcode and result.changes:
         return 2
     return 0

@@ -7,6 +7,14 @@ import sys
 
 
 def main() -> None:
+    try:
+        _main()
+    except KeyboardInterrupt:  # Ctrl-C before the full CLI's own handling is in place
+        print("locki: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _main() -> None:
     tokens = sys.argv[1:]
     if tokens == ["--version"]:
         from locki import __version__

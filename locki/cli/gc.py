@@ -26,7 +26,7 @@ from locki.reconciler.context import Context
 from locki.reconciler.gc import Collected, collect, observe_leftovers
 from locki.reconciler.model import Action, Plan
 from locki.reconciler.observe import observe
-from locki.resources import image, worktree
+from locki.resources import hooks, image, worktree
 from locki.state.models import DesiredState
 
 log = structlog.get_logger("locki.cli.gc")
@@ -57,9 +57,12 @@ async def _remove(ctx: Context, collected: Collected, action: Action, force: boo
             await worktree.remove(folder.repo, folder.path, folder.sandbox, force=force)
         else:
             shutil.rmtree(folder.path)  # never follows symlinks inside
+        hooks.remove(ctx.paths.hooks_for(folder.path), sandbox_id=folder.sandbox)
         if folder.path.parent != ctx.paths.worktrees:
             with contextlib.suppress(OSError):
                 folder.path.parent.rmdir()  # an includes folder, once empty
+            with contextlib.suppress(OSError):
+                ctx.paths.hooks_for(folder.path).parent.rmdir()
         activity.forget(ctx.paths.state_dir, folder.sandbox)
     elif action.op == "gc.image":
         await image.delete(ctx.incus, collected.images[action.address])

@@ -45,6 +45,7 @@ class Globals:
     runtime: str | None = None
     lock_timeout: float = context.DEFAULT_LOCK_TIMEOUT
     exit_on_locki_error = 1
+    argv: tuple[str, ...] = ()  # the command line as given (`run`)
 
 
 def _paths() -> Paths:
@@ -90,6 +91,10 @@ def exec_(
         The command and its arguments, run in the worktree inside the container.
     """
     Globals.exit_on_locki_error = 125
+    if command and command[0].startswith("-") and not _after_double_dash(command[0]):
+        raise UsageError(f"`locki x` has no option `{command[0]}`",
+                         hint="put locki's options (-m, -n, -i) before the command, and "
+                         "`--` before a command that starts with `-`")
 
     async def body(ctx: context.Context) -> list[str]:
         return await commands.prepare_exec(ctx, match=match, new=new, interactive=interactive,
@@ -100,6 +105,18 @@ def exec_(
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], argv)
+
+
+def _after_double_dash(first: str) -> bool:
+    """Whether the command line put `--` before `first` (the command's first word)."""
+    words = list(Globals.argv)
+    start = next((i for i, w in enumerate(words) if w in EXEC_NAMES), -1) + 1
+    for word in words[start:]:
+        if word == "--":
+            return True
+        if word == first:
+            return False
+    return False
 
 
 @app.command
@@ -440,7 +457,9 @@ def _crash_report(exc: BaseException) -> Path | None:
         logs = _paths().logs
         logs.mkdir(parents=True, exist_ok=True)
         path = logs / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
-        path.write_text("".join(traceback.format_exception(exc)))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # as the logs
+        with os.fdopen(fd, "w") as handle:
+            handle.write("".join(traceback.format_exception(exc)))
         return path
     except OSError:
         return None
@@ -449,12 +468,18 @@ def _crash_report(exc: BaseException) -> Path | None:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run locki; every outcome becomes an exit code here and nowhere else."""
     args = list(sys.argv[1:] if argv is None else argv)
+    Globals.argv = tuple(args)
     try:
         result = app.meta(args)
         return result if isinstance(result, int) else 0
     except KeyboardInterrupt:
         print("locki: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`locki plan | head -1`): nothing more to say to it, and
+        # Python's own flush at exit must not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a program killed by SIGPIPE
     except SystemExit as exc:
         if exc.code == 130:
             print("locki: interrupted", file=sys.stderr)

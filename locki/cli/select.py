@@ -220,7 +220,8 @@ async def choose(
     listing = ", ".join(sorted(mine))
     raise LockiError(
         f"`{repo}` has {len(mine)} sandboxes: {listing}",
-        hint="pick one with -m ID (an id prefix or part of its branch), or -n for a new one",
+        hint="pick one with -m ID (an id prefix or part of its branch)"
+        + (", or -n for a new one" if allow_create else ""),
     )
 
 

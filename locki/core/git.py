@@ -69,7 +69,7 @@ async def common_dir(path: Path) -> Path:
     if not result.ok:
         raise LockiError(
             f"`{path}` is not inside a git repository",
-            hint="cd into your repository (or pass -m to pick a sandbox), then try again",
+            hint="cd into your repository, then try again",
         )
     return Path(result.stdout.strip())
 

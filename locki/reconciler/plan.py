@@ -47,6 +47,9 @@ def plan(desired: DesiredState, observed: Observed) -> Plan:
     unknown = [f"runtime: {observed.runtime_reason}"] if not observed.runtime_known else []
     unknown += [f"sandbox {sid}: {w.reason}" for sid, w in sorted(observed.worktrees.items())
                 if w.health is Health.UNKNOWN]
+    # A repository's locki.toml that cannot be read: its sandboxes' templates are unknown.
+    unknown += [f"sandbox {sid}: {why}" for sid, why in sorted(observed.want_problems.items())
+                if sid in desired.sandbox]
     return Plan(tuple(_resume(actions, desired, observed)), tuple(unknown),
                 interrupted=observed.interrupted, in_flight=observed.in_flight)
 

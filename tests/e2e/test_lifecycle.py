@@ -141,3 +141,15 @@ def test_a_tampered_sandbox_can_still_be_removed(locki: Locki, repo: Path,
     assert removed.returncode == 0, removed.stderr
     assert locki.sandboxes(repo) == []
     assert not marker.exists()
+
+
+def test_a_broken_locki_toml_is_no_in_sync_plan(locki: Locki, repo: Path) -> None:
+    _new(locki, repo)
+    assert locki("plan", "--detailed-exitcode", cwd=repo).returncode == 0
+    (repo / "locki.toml").write_text("setup = [\n")
+    planned = locki("plan", "--detailed-exitcode", cwd=repo)
+    assert planned.returncode == 1
+    assert "locki.toml" in planned.stdout + planned.stderr
+    assert "No changes: what exists matches" not in planned.stdout
+    (repo / "locki.toml").unlink()
+    assert locki("plan", "--detailed-exitcode", cwd=repo).returncode == 0
