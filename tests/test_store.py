@@ -100,3 +100,18 @@ def test_a_held_lock_times_out_with_a_message(tmp_path: Path) -> None:
     assert f"(pid {os.getpid()} on {socket.gethostname()}, started " in err.value.message
     assert "editing the desired state" in err.value.message
     assert "--lock-timeout" in (err.value.hint or "")
+
+
+def test_every_problem_is_named_and_a_typo_comes_first(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    text = '[sandbox.abcd1234]\nrepo = "/r/project"\nbase = "main"\nimag = "img"\nstate = 3\n'
+    store.path.write_text(text)
+    with pytest.raises(LockiError) as caught:
+        store.read()
+    message = caught.value.message
+    assert "has 3 problems" in message
+    assert message.index("unknown key `sandbox.abcd1234.imag`") < message.index(
+        "key `sandbox.abcd1234.image`")
+    assert "keys allowed there:" in message and "image" in message
+    assert "sandbox.abcd1234.state" in message
+    assert store.path.read_text() == text  # nothing rewritten

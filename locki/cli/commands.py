@@ -229,7 +229,12 @@ def cmd_check(target: Path, *, as_json: bool) -> int:
     if not path.is_file():
         raise LockiError(f"`{path}` does not exist",
                          hint="give the path of a locki.toml, or of the repo that holds one")
-    config = load(path, RepoConfig)
+    try:
+        config = load(path, RepoConfig)
+    except LockiError as exc:
+        if as_json:
+            print(json.dumps({"file": str(path), "ok": False, "problem": exc.message}))
+        raise
     resolved: str | image.Archive | None = None
     if config.incus_image:
         resolved = image.resolve(path.parent, config.incus_image)

@@ -58,19 +58,41 @@ def validate(path: Path, data: dict[str, Any], model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        # Unknown keys first: `imag = ...` also makes `image` missing, and the typo is
+        # the thing to fix.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
+        key = _key(first)
+        if len(errors) > 1:
+            problems = "; ".join(_problem(model, e) for e in errors[:MAX_PROBLEMS])
+            more = f"; and {len(errors) - MAX_PROBLEMS} more" if len(errors) > MAX_PROBLEMS \
+                else ""
+            raise LockiError(f"`{path}` has {len(errors)} problems: {problems}{more}",
+                             hint=f"edit `{path}` and fix each") from exc
         if first["type"] == "extra_forbidden":
             known = ", ".join(_known_keys(model, first["loc"][:-1])) or "none"
             raise LockiError(
-                f"`{path}`: unknown key `{key}`{more}",
+                f"`{path}`: unknown key `{key}`",
                 hint=f"remove it or fix its spelling; keys allowed there: {known}",
             ) from exc
         raise LockiError(
-            f"`{path}`: key `{key}`: {first['msg'].removeprefix('Value error, ')}{more}",
+            f"`{path}`: key `{key}`: {first['msg'].removeprefix('Value error, ')}",
             hint=f"edit `{path}` and fix `{key}`",
         ) from exc
+
+
+MAX_PROBLEMS = 10
+
+
+def _key(error: Any) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
+def _problem(model: type[BaseModel], error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(_known_keys(model, error["loc"][:-1])) or "none"
+        return f"unknown key `{_key(error)}` (keys allowed there: {known})"
+    return f"key `{_key(error)}`: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
