@@ -48,14 +48,18 @@ def project_name(installation_id: str) -> str:
     return f"locki-{installation_id}"
 
 
-def _profile_ok(profile: dict[str, Any], spec: ProjectSpec) -> bool:
-    devices = profile.get("devices", {})
-    return bool(
-        devices.get("root", {}).get("type") == "disk"
-        and NIC.items() <= devices.get("eth0", {}).items()
-        and profile.get("config", {}) == spec.config()
-        and all(devices.get(name) == want for name, want in spec.devices().items())
-    )
+def _profile_drift(profile: dict[str, Any], spec: ProjectSpec) -> str | None:
+    """What of the profile differs from `spec` (config.toml's `[incus]` included)."""
+    devices = profile.get("devices") or {}
+    root, nic = devices.get("root") or {}, devices.get("eth0") or {}
+    if spec.network and nic.get("network") != spec.network:
+        return f"network `{nic.get('network')}` -> `{spec.network}` (config.toml)"
+    if spec.storage_pool and root.get("pool") != spec.storage_pool:
+        return f"storage pool `{root.get('pool')}` -> `{spec.storage_pool}` (config.toml)"
+    ok = (root.get("type") == "disk" and NIC.items() <= nic.items()
+          and (profile.get("config") or {}) == spec.config()
+          and all(devices.get(name) == want for name, want in spec.devices().items()))
+    return None if ok else "profile incomplete"
 
 
 async def observe(incus: Incus, spec: ProjectSpec) -> ProjectObs:
@@ -70,8 +74,8 @@ async def observe(incus: Incus, spec: ProjectSpec) -> ProjectObs:
     profile = await incus.query(f"/1.0/profiles/{PROFILE}?project={spec.name}", missing_ok=True)
     if profile is None:
         return ProjectObs(Health.OK, f"profile `{PROFILE}` missing", profile_ok=False)
-    ok = _profile_ok(profile, spec)
-    return ProjectObs(Health.OK, "present" if ok else "profile incomplete", profile_ok=ok)
+    drift = _profile_drift(profile, spec)
+    return ProjectObs(Health.OK, drift or "present", profile_ok=drift is None)
 
 
 async def _defaults(incus: Incus) -> tuple[str, str]:

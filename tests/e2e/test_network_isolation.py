@@ -132,3 +132,18 @@ def test_a_profile_without_isolation_is_brought_up_to_date(locki: Locki, repo: P
     assert _connect(locki, sid, GATEWAY, 53) == "connected"
     again = locki("plan", "--detailed-exitcode", cwd=repo)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_changed_network_in_config_toml_is_planned_not_ignored(
+        locki: Locki, repo: Path) -> None:
+    assert locki("new", cwd=repo).returncode == 0
+    config = locki.config_dir / "config.toml"
+    config.write_text('[incus]\nnetwork = "nosuchbr"\n')
+    planned = locki("plan", "--detailed-exitcode", cwd=repo)
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    assert "~ project" in planned.stdout and "nosuchbr" in planned.stdout
+    applied = locki("apply", cwd=repo)
+    assert applied.returncode == 1, applied.stdout + applied.stderr
+    assert "nosuchbr" in applied.stderr
+    config.unlink()
+    assert locki("plan", "--detailed-exitcode", cwd=repo).returncode == 0
