@@ -181,7 +181,7 @@ def test_missing_default_branch(incus_runtime: Path, tmp_path: Path,
     before = snapshot(incus_runtime)
     assert run_in(empty, monkeypatch, "new") == 1
     err = capsys.readouterr().err
-    assert "has no default branch (no origin/HEAD, no main, no master)" in err
+    assert "has no default branch (no origin/HEAD, no main, no master" in err
     assert snapshot(incus_runtime) == before
 
 

@@ -166,3 +166,12 @@ def test_a_status_that_never_ends_is_stopped_and_never_read_as_clean(
     with pytest.raises(LockiError, match=r"cannot tell whether .* has uncommitted work"):
         _observe(repo, path, dirty=True)
     assert time.monotonic() - started < 15
+
+
+def test_default_branch_of_a_repo_without_remote_or_main(tmp_path: Path) -> None:
+    lone = tmp_path / "lone"
+    git(tmp_path, "init", "-q", "-b", "trunk", str(lone))
+    with pytest.raises(LockiError):  # no commit yet: nothing to branch from
+        anyio.run(hostgit.default_branch, lone)
+    git(lone, "commit", "-q", "--allow-empty", "-m", "first")
+    assert anyio.run(hostgit.default_branch, lone) == "trunk"

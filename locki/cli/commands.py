@@ -87,8 +87,9 @@ async def prepare_exec(ctx: Context, *, match: str | None, new: bool, interactiv
             break
     root = ctx.worktree(sid, chosen.spec)
     return container.exec_argv(
-        ctx.incus, container.container_name(sid), cwd=sandbox_exec.inside_cwd(cwd, root),
-        command=command, env=sandbox_exec.exec_env(sid),
+        ctx.incus, container.container_name(sid),
+        cwd=sandbox_exec.inside_cwd(cwd, root, chosen.spec.repo), command=command,
+        env=sandbox_exec.exec_env(sid),
     )
 
 

@@ -167,7 +167,8 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     if not ready:
         return None
     activity.touch(paths.state_dir, sid)
-    args = sandbox_exec.exec_args(name, cwd=sandbox_exec.inside_cwd(cwd, root),
+    inside = sandbox_exec.inside_cwd(cwd, root, Path(spec["repo"]))
+    args = sandbox_exec.exec_args(name, cwd=inside,
                                   command=command, env=sandbox_exec.exec_env(sid))
     return [*prefix, "--project", f"locki-{iid}", *args]
 

@@ -97,9 +97,19 @@ async def default_branch(repo: Path) -> str:
                           check=False)
         if found.ok:
             return name
+    # A repository of its own ways (`trunk`, no remote): the branch its main checkout is
+    # on, once it has a commit.
+    current = await git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False)
+    name = current.stdout.strip()
+    if current.ok and name:
+        found = await git(repo, "rev-parse", "-q", "--verify",
+                          f"refs/heads/{name}^{{commit}}", check=False)
+        if found.ok:
+            return name
     raise LockiError(
-        f"`{repo}` has no default branch (no origin/HEAD, no main, no master)",
-        hint="commit something on main, or run `git remote set-head origin --auto`",
+        f"`{repo}` has no default branch (no origin/HEAD, no main, no master, and its "
+        "checkout is on no branch with a commit)",
+        hint="commit something on a branch, or run `git remote set-head origin --auto`",
     )
 
 

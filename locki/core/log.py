@@ -84,7 +84,7 @@ def configure(log_dir: Path | None, *, verbose: bool = False,
             root.addHandler(handler)
 
     # Chatty libraries: their warnings are what matter.
-    for name in ("asyncssh", "filelock"):
+    for name in ("asyncssh", "filelock", "watchfiles"):
         logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(
         processors=[*_shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -25,15 +25,21 @@ def exec_env(sandbox_id: str) -> dict[str, str]:
     return env
 
 
-def inside_cwd(cwd: Path, root: Path) -> Path:
+def inside_cwd(cwd: Path, root: Path, repo: Path | None = None) -> Path:
     """The same folder inside the container when `cwd` is in the worktree or one of its
-    includes (kept beside it in `<worktree>.include/`), else the worktree's root."""
+    includes (kept beside it in `<worktree>.include/`); for a folder of the main checkout
+    `repo`, the same place in the worktree when it exists there; else the worktree's
+    root."""
     here = cwd.resolve()
     if here.is_relative_to(root.resolve()):
         return here
     includes = root.with_name(root.name + ".include").resolve()
     if here.is_relative_to(includes) and here != includes:
         return root / ".locki" / "include" / here.relative_to(includes)
+    if repo is not None and here.is_relative_to(repo.resolve()):
+        inside = root / here.relative_to(repo.resolve())
+        if inside.is_dir():
+            return inside
     return root
 
 

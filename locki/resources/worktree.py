@@ -286,7 +286,14 @@ async def remove(repo: Path, path: Path, sandbox_id: str, *, force: bool) -> Non
         restore_pointer(await git.common_dir(repo), path, sandbox_id)
     if path.exists():
         args = ["worktree", "remove", *(["--force"] if force else []), str(path)]
-        await git.git(repo, *args)
+        try:
+            # Bounded as `is_dirty`: without --force git reads the worktree's status
+            # first, while a running container (an include's) can swap in a FIFO.
+            await git.git(repo, *args, timeout=STATUS_SECONDS)
+        except TimedOut as exc:
+            raise LockiError(f"git could not remove `{path}`: {exc.message}",
+                             hint="a file there may be a FIFO or a filter may hang; check "
+                             "the folder, or pass --force to discard its work") from None
         crash.reached("worktree.remove")
     await git.git(repo, "worktree", "prune")
     log.info("worktree.removed", sandbox=sandbox_id, worktree=str(path))

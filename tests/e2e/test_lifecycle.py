@@ -153,3 +153,19 @@ def test_a_broken_locki_toml_is_no_in_sync_plan(locki: Locki, repo: Path) -> Non
     assert "No changes: what exists matches" not in planned.stdout
     (repo / "locki.toml").unlink()
     assert locki("plan", "--detailed-exitcode", cwd=repo).returncode == 0
+
+
+def test_locki_x_from_a_subfolder_of_the_checkout_runs_in_the_same_subfolder(
+        locki: Locki, repo: Path) -> None:
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "mod.py").write_text("x = 1\n")
+    git(repo, "add", "pkg")
+    git(repo, "commit", "-qm", "pkg")
+    git(repo, "push", "-q", "origin", "main")
+    box = _new(locki, repo)
+    where = locki("x", "--", "pwd", cwd=repo / "pkg")
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.strip() == str(Path(box["worktree"]) / "pkg")
+    (repo / "untracked-here").mkdir()
+    elsewhere = locki("x", "--", "pwd", cwd=repo / "untracked-here")
+    assert elsewhere.stdout.strip() == box["worktree"]  # not in the worktree: its root
