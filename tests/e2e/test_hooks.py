@@ -227,3 +227,27 @@ echo "$1 $2" > {marks}/pre-push-args
                     f"git push -q origin '{branch}'")
     assert again.returncode != 0
     assert git(repo, "rev-parse", f"origin/{branch}") == head
+
+
+def test_an_includes_hooks_run_inside_too(locki: Locki, repo: Path, marks: Path,
+                                          tmp_path: Path) -> None:
+    lib = tmp_path / "lib repo"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    git(lib, "commit", "-q", "--allow-empty", "-m", "lib first")
+    _hook(lib / ".git" / "hooks" / "commit-msg", f"""touch {marks}/include-hook
+printf '\\nInclude-Trailer: yes\\n' >> "$1"
+""")
+    sid, worktree = _ready(locki, repo, marks)
+    assert locki("include", "--repo", str(lib), cwd=repo).returncode == 0
+    inside = worktree / ".locki" / "include" / "lib repo"
+    made = _inside(locki, repo, "sh", "-c", f"cd {shlex.quote(str(inside))} && "
+                   "git commit -q --allow-empty -m 'in the include'")
+    assert made.returncode == 0, made.stderr
+    message = git(lib, "log", "-1", "--format=%B", f"untitled#locki-{sid}")
+    assert "Include-Trailer: yes" in message
+    assert _inside(locki, repo, "test", "-e", f"{marks}/include-hook").returncode == 0
+    # And with the user's own git on the host, in the include's folder there.
+    host_side = Path(str(worktree) + ".include") / "lib repo"
+    git(host_side, "commit", "-q", "--allow-empty", "-m", "by the user")
+    assert "Include-Trailer: yes" in git(host_side, "log", "-1", "--format=%B")
