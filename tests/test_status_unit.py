@@ -228,3 +228,16 @@ def test_an_instance_incus_is_still_creating_is_observed_not_a_crash() -> None:
                                    "user.locki.sandbox": SID}}
     seen = container.parse(mine, "ins1")
     assert seen is not None and seen.devices == {} and seen.worktree_source is None
+
+
+def test_a_template_build_drifts_only_the_sandboxes_copied_from_it() -> None:
+    other = "wxyz9876"
+    desired = {"sandbox": {**DESIRED["sandbox"],
+                           other: {"repo": "/r/project", "base": "origin/main", "image": "new"}}}
+    observed = {**_merge({}), "wants": {SID: "t0", other: "t1"},
+                "templates": {"t0": {"ready": True}}}
+    state, seen = _case(observed, desired)
+    found = conditions(state, seen, plan(state, seen))
+    assert found[SID].condition is Condition.READY, found[SID].message
+    assert found[other].condition is Condition.DRIFTED
+    assert "template.t1" in found[other].message

@@ -326,7 +326,7 @@ def _resuming(ctx: Context, journal: Journal, plan: Plan) -> None:
     journal.tidy()
     ctx.state.tidy()
     for entry in plan.interrupted:
-        log.warning("apply.resuming", address=entry.address, op=entry.op,
+        log.info("apply.resuming", address=entry.address, op=entry.op,
                     sandbox=entry.sandbox, begun_by=entry.pid, failed=entry.failed)
         print(f"locki: found in the journal: {entry.describe()}; resuming from what exists",
               file=sys.stderr)

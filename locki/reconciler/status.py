@@ -87,6 +87,10 @@ def _desired(sid: str, spec: SandboxSpec, observed: Observed, own: list[Action],
                     f"container `{box.name}` is in error; see `incus info {box.name}`")
     if observed.project.health is Health.BROKEN:
         return made(Condition.DEGRADED, "ProjectUnusable", observed.project.reason)
+    # A template's action concerns the sandboxes copied from it, not every sandbox.
+    want = observed.wants.get(sid)
+    shared = [a for a in shared if not a.op.startswith("template.")
+              or (want is not None and a.op == "template.build" and a.item == want.key)]
     if own or shared:
         first = (own or shared)[0]
         listing = "; ".join(f"{a.address}: {a.kind.value} ({a.reason})" for a in own + shared)
