@@ -17,7 +17,7 @@ from locki.reconciler.status import Condition, conditions
 from locki.resources import container, template
 from locki.resources.model import ContainerObs, Health, WorktreeObs
 from locki.state.models import DaemonSettings, DesiredState, SandboxSpec
-from locki.state.store import StateFile, read_ledger
+from locki.state.store import StateFile, ledger_repos, read_ledger
 from tests.conftest import git
 from tests.test_plan_cases import _observed
 
@@ -209,6 +209,7 @@ def test_gc_sees_only_branches_of_sandboxes_this_installation_wrote(
     with store.edit() as editor:
         editor.forget("aaaa1111")  # removed from the state; its id stays in the ledger
     assert read_ledger(ledger) == {"aaaa1111"} and "aaaa1111" not in store.read().sandbox
+    assert ledger_repos(ledger) == {repo}  # gc looks there after the last sandbox went
     for name in ("done#locki-aaaa1111", "mine#locki-zzzzzzzz", "x#locki-bbbb2222"):
         git(repo, "branch", name, "main")  # zzzzzzzz by hand; bbbb2222 another HOME's
     found = anyio.run(_branches, repo, read_ledger(ledger))
@@ -241,3 +242,10 @@ def test_a_template_build_drifts_only_the_sandboxes_copied_from_it() -> None:
     assert found[SID].condition is Condition.READY, found[SID].message
     assert found[other].condition is Condition.DRIFTED
     assert "template.t1" in found[other].message
+
+
+def test_a_ledger_of_ids_alone_still_reads(tmp_path: Path) -> None:
+    ledger = tmp_path / "sandbox-ids"
+    ledger.write_text("aaaa1111\nbbbb2222\t[\"/r/x\"]\ncccc3333\tnot json\n")
+    assert read_ledger(ledger) == {"aaaa1111", "bbbb2222", "cccc3333"}
+    assert ledger_repos(ledger) == {Path("/r/x")}

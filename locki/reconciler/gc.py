@@ -29,7 +29,7 @@ from locki.reconciler.plan import plan
 from locki.resources import image, worktree
 from locki.resources.model import Health, WorktreeObs
 from locki.state.models import DesiredState
-from locki.state.store import read_ledger
+from locki.state.store import ledger_repos, read_ledger
 
 INCLUDES = ".include"
 
@@ -236,7 +236,8 @@ async def observe_leftovers(ctx: Context, desired: DesiredState,
                 for sid, spec in desired.sandbox.items() if not spec.repo.exists()}
     repos = {spec.repo for spec in desired.sandbox.values()} | {
         f.repo for f in folders if f.repo is not None} | {
-        Path(c.labels["repo"]) for c in observed.containers.values() if "repo" in c.labels}
+        Path(c.labels["repo"]) for c in observed.containers.values() if "repo" in c.labels} | \
+        ledger_repos(paths.sandbox_ledger)  # where removed sandboxes left their branches
     own = read_ledger(paths.sandbox_ledger) - set(desired.sandbox)
     found: list[Branch] = []
     for repo in sorted(r for r in repos if (r / ".git").is_dir()):

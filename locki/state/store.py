@@ -8,6 +8,7 @@ the file and the key path, and nothing is written.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -210,10 +211,32 @@ class DesiredEditor:
             del sandboxes[sandbox_id]
 
 
+def _ledger(path: Path) -> dict[str, frozenset[str]]:
+    """Sandbox id -> the repositories it worked in, per line `<id>` or `<id>\t<JSON list>`
+    (the older form, ids alone, still reads)."""
+    out: dict[str, frozenset[str]] = {}
+    for line in (_text(path) or "").splitlines():
+        sid, _, repos = line.strip().partition("\t")
+        if not sid:
+            continue
+        try:
+            listed = json.loads(repos) if repos else []
+        except ValueError:
+            listed = []
+        found = frozenset(r for r in listed if isinstance(r, str)) if isinstance(listed, list) \
+            else frozenset()
+        out[sid] = out.get(sid, frozenset()) | found
+    return out
+
+
 def read_ledger(path: Path) -> frozenset[str]:
     """The sandbox ids in the ledger at `path` (none when it does not exist yet)."""
-    text = _text(path) or ""
-    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+    return frozenset(_ledger(path))
+
+
+def ledger_repos(path: Path) -> frozenset[Path]:
+    """Every repository a sandbox in the ledger worked in (its own and its includes')."""
+    return frozenset(Path(r) for repos in _ledger(path).values() for r in repos)
 
 
 class StateFile:
@@ -228,14 +251,19 @@ class StateFile:
         self.lock_timeout = lock_timeout
         self.ledger = ledger
 
-    def _record(self, ids: set[str]) -> None:
-        """Add `ids` to the ledger (under the lock, before the state naming them lands)."""
+    def _record(self, state: DesiredState) -> None:
+        """Add the sandboxes of `state` and their repositories to the ledger (under the
+        lock, before the state naming them lands)."""
         if self.ledger is None:
             return
-        known = read_ledger(self.ledger)
-        if ids <= known:
+        known = _ledger(self.ledger)
+        merged = dict(known)
+        for sid, spec in state.sandbox.items():
+            repos = {str(spec.repo), *(str(inc.repo) for inc in spec.include.values())}
+            merged[sid] = merged.get(sid, frozenset()) | repos
+        if merged == known:
             return
-        lines = sorted(known | ids)
+        lines = [f"{sid}\t{json.dumps(sorted(repos))}" for sid, repos in sorted(merged.items())]
         write_atomically(self.ledger, ("\n".join(lines) + "\n").encode(), mode=0o600)
 
     def read(self) -> DesiredState:
@@ -271,6 +299,6 @@ class StateFile:
             yield editor
             after = doc.as_string()
             if after != before:
-                self._record(set(validate(self.path, doc.unwrap(), DesiredState).sandbox))
+                self._record(validate(self.path, doc.unwrap(), DesiredState))
                 schemas.install_beside(target, SCHEMA)
                 write_atomically(target, after.encode())

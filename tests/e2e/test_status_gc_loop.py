@@ -361,3 +361,18 @@ def test_deleting_a_worktree_wakes_the_loop_before_its_timer(locki: Locki, repo:
     took = time.monotonic() - started
     assert _wait(lambda: box["id"] not in (locki.config_dir / "sandboxes.toml").read_text(), 5)
     print(f"retired {took:.1f}s after the folder was deleted")
+
+
+def test_gc_finds_merged_branches_after_the_last_sandbox_of_a_repo_went(
+        locki: Locki, repo: Path) -> None:
+    box = _new(locki, repo)
+    branch = f"untitled#locki-{box['id']}"
+    assert locki("remove", cwd=repo).returncode == 0
+    assert branch in git(repo, "branch", "--list")  # remove keeps branches
+    assert locki.sandboxes(repo) == []
+    dry = locki("gc", "--dry-run", cwd=repo)
+    assert dry.returncode == 0, dry.stderr
+    assert branch in dry.stdout
+    done = locki("gc", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    assert branch not in git(repo, "branch", "--list")
