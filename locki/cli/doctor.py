@@ -170,7 +170,7 @@ async def checks(paths: Paths, flag: str | None) -> tuple[str, list[Check]]:
     try:
         config = load(paths.user_config, UserConfig)
     except LockiError as exc:
-        return "?", [Check("config", False, exc.message, exc.hint)]
+        return "", [Check("config", False, exc.message, exc.hint)]
     name = runtime.selected(flag, config.runtime)
     found = [Check("runtime", name in runtime.RUNTIMES, f"`{name}`",
                    None if name in runtime.RUNTIMES else "choose `lima` or `incus`")]
@@ -186,7 +186,7 @@ async def cmd_doctor(paths: Paths, *, flag: str | None, as_json: bool) -> int:
     name, found = await checks(paths, flag)
     blocked = [c for c in found if not c.ok and c.blocking]
     if as_json:
-        print(json.dumps({"runtime": name, "ok": not blocked,
+        print(json.dumps({"runtime": name or None, "ok": not blocked,
                           "checks": [asdict(c) for c in found]}, indent=2))
     else:
         width = max(len(c.name) for c in found)
@@ -195,8 +195,8 @@ async def cmd_doctor(paths: Paths, *, flag: str | None, as_json: bool) -> int:
             print(f"{mark:<4}  {check.name:<{width}}  {check.detail}")
             if check.fix and not check.ok:
                 print(f"{'':<4}  {'':<{width}}  fix: {check.fix}")
-        verdict = (f"the `{name}` runtime is blocked by: "
-                   + ", ".join(c.name for c in blocked)) if blocked \
-            else f"the `{name}` runtime has what it needs"
+        what = f"the `{name}` runtime" if name else "locki (its config cannot be read)"
+        verdict = (f"{what} is blocked by: " + ", ".join(c.name for c in blocked)) if blocked \
+            else f"{what} has what it needs"
         print(f"\n{verdict}", file=sys.stderr if blocked else sys.stdout)
     return 1 if blocked else 0
