@@ -56,7 +56,8 @@ def test_hash_follows_every_setting(home: Path) -> None:
     assert _spec(home).config_hash == spec.config_hash  # stable from run to run
     for change in ({"cpus": spec.cpus + 1}, {"memory_gib": 3}, {"disk_gib": 55},
                    {"worktrees": Path("/elsewhere")}, {"uid": 4242}):
-        assert replace(spec, **change).config_hash != spec.config_hash, change  # type: ignore[arg-type]
+        changed = replace(spec, **change)  # type: ignore[arg-type]
+        assert changed.config_hash != spec.config_hash, change
 
 
 def test_fake_limactl_accepts_the_config_and_refuses_what_lima_refuses(

@@ -731,13 +731,12 @@ class _HookControl:
                     if self.held is not None:
                         await self.bridge._worktree_holds_still_or_stop(
                             self.sandbox, self.words, self.child, self.err)
-                    writer.write(b"ok\n")
-                    await writer.drain()
-                    break  # one hook per connection
                 else:
                     break
                 writer.write(b"ok\n")
                 await writer.drain()
+                if not inside:
+                    break  # the hook is over: one hook per connection
         except (OSError, LockiError) as exc:
             log.warning("bridge.hook_control_failed", sandbox=sid, error=str(exc))
         finally:
@@ -831,12 +830,7 @@ _GUEST_PORT = re.compile(r":[1-9][0-9]{0,4}")
 
 def _locki_env(paths: Paths) -> dict[str, str]:
     """The environment for a host `locki` the daemon runs: the same folders as its own."""
-    env = git.host_env()
-    env.update(XDG_CONFIG_HOME=str(paths.config_dir.parent),
-               XDG_DATA_HOME=str(paths.data_dir.parent),
-               XDG_STATE_HOME=str(paths.state_dir.parent))
-    if paths.runtime_dir.name == "locki":
-        env["XDG_RUNTIME_DIR"] = str(paths.runtime_dir.parent)
+    env = {**git.host_env(), **paths.xdg_env()}
     for key in ("LOCKI_RUNTIME", "INCUS_SOCKET", "INCUS_DIR"):
         if key in os.environ:
             env[key] = os.environ[key]

@@ -81,7 +81,7 @@ def _split(tokens: list[str]) -> tuple[str | None, list[str]] | None:
     return match, []
 
 
-def _load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -131,12 +131,12 @@ def fast_exec_argv(tokens: list[str]) -> list[str] | None:
     from locki.core.paths import Paths
 
     paths = Paths.from_env()
-    config = _load(paths.user_config)
+    config = load(paths.user_config)
     reach = _client(paths, os.environ.get("LOCKI_RUNTIME") or config.get("runtime") or "lima")
     if reach is None:
         return None
     prefix, incus_api = reach
-    desired = _load(paths.desired_state)
+    desired = load(paths.desired_state)
     sandboxes = desired.get("sandbox", {})
     if set(desired) - {"sandbox"} or not all(_plausible(k, v) for k, v in sandboxes.items()):
         return None  # the full path names what is wrong with the file

@@ -74,8 +74,7 @@ exit $rc
 
 def _spec(paths: Paths, sandbox_id: str) -> dict[str, object] | None:
     try:
-        with paths.desired_state.open("rb") as handle:
-            sandboxes = tomllib.load(handle).get("sandbox", {})
+        sandboxes = fast.load(paths.desired_state).get("sandbox", {})
     except (OSError, tomllib.TOMLDecodeError):
         return None
     spec = sandboxes.get(sandbox_id)

@@ -111,6 +111,15 @@ class Paths(NamedTuple):
         """Where the sandbox's include `name` lives on the host (beside its worktree)."""
         return self.worktrees / f"{slug(repo.name)}-locki-{sandbox_id}.include" / name
 
+    def xdg_env(self) -> dict[str, str]:
+        """The XDG variables that lead another locki process to these same folders."""
+        env = {"XDG_CONFIG_HOME": str(self.config_dir.parent),
+               "XDG_DATA_HOME": str(self.data_dir.parent),
+               "XDG_STATE_HOME": str(self.state_dir.parent)}
+        if self.runtime_dir.name == "locki":
+            env["XDG_RUNTIME_DIR"] = str(self.runtime_dir.parent)
+        return env
+
     def hooks_for(self, worktree: Path) -> Path:
         """The hook trampolines of a sandbox's (or an include's) worktree: the same
         relative place under `hooks/` as the worktree under `worktrees/`."""

@@ -119,12 +119,7 @@ class Context:
         """The hook trampoline of worktree `top` (`locki.resources.hooks`): it runs
         `locki.cli.hook` with this installation's folders and runtime, whoever's git
         calls it (the bridge's is started with an environment built from scratch)."""
-        env = {"XDG_CONFIG_HOME": str(self.paths.config_dir.parent),
-               "XDG_DATA_HOME": str(self.paths.data_dir.parent),
-               "XDG_STATE_HOME": str(self.paths.state_dir.parent),
-               "LOCKI_RUNTIME": self.runtime.name}
-        if self.paths.runtime_dir.name == "locki":
-            env["XDG_RUNTIME_DIR"] = str(self.paths.runtime_dir.parent)
+        env = {**self.paths.xdg_env(), "LOCKI_RUNTIME": self.runtime.name}
         return hooks.script(sandbox_id=sandbox_id, common=common, top=top,
                             python=sys.executable, env=env)
 

@@ -101,7 +101,8 @@ def test_same_folder_names_get_distinct_names_and_remove_is_guarded(
     assert git(two, "branch", "--list", f"untitled#locki-{sid}")
     gone = locki("x", "--", "test", "-e", f"{wt}/.locki/include/lib-2/lib.txt", cwd=repo)
     assert gone.returncode == 1
-    assert [r["name"] for r in locki.sandboxes(repo)[0]["includes"]] == ["lib"]  # type: ignore[union-attr]
+    left = locki.sandboxes(repo)[0]["includes"]
+    assert [r["name"] for r in left] == ["lib"]  # type: ignore[union-attr]
 
     # A branch checked out elsewhere: the include starts on a variant of it.
     git(two, "checkout", "-q", f"untitled#locki-{sid}")
